@@ -1,0 +1,27 @@
+"""Test-run isolation: every run gets its own DDS domain on loopback and its own log dir.
+
+Set before any test imports rclpy, and inherited by every subprocess a test starts, so
+nodes under test never talk to anything outside this machine or to a parallel run.
+"""
+
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="loci-roslog-")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
