@@ -34,7 +34,8 @@ def _available(module: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loci", description="Loci slot tracking: data, training, evaluation, tools.")
+    parser = argparse.ArgumentParser(
+        prog="loci", description="Loci slot tracking: data, training, evaluation, tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in CORE_COMMANDS + ROS_COMMANDS:
         if _available(module):

@@ -37,7 +37,8 @@ start=$(date +%s)
 # (/opt/python/cpXY-cpXY/...), which do not exist here. Point them at this venv's.
 PYINC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 NPINC=$("$PY" -c "import numpy; print(numpy.get_include())")
-grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$VENV/share" --include='*.cmake' 2>/dev/null | xargs -r sed -i -E \
+# (grep finds nothing on a second run: that is fine.)
+{ grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$VENV/share" --include='*.cmake' || true; } | xargs -r sed -i -E \
   -e "s#/opt/python/cp[0-9]+-cp[0-9]+/include/python3\.[0-9]+#$PYINC#g" \
   -e "s#/opt/python/cp[0-9]+-cp[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$NPINC#g"
 
@@ -45,17 +46,16 @@ grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$VENV/share" --include='*.cmake' 2>/d
 export PATH=$VENV/bin:$PATH
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 
-rm -rf "$BUILD"
+rm -rf "$BUILD"; rmdir "$REPO/.build-interfaces" 2>/dev/null || true
 mkdir -p "$BUILD"
 cmake -S "$SRC" -B "$BUILD" \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_INSTALL_PREFIX="$VENV" \
   -DPython3_EXECUTABLE="$PY" \
-  -DPYTHON_EXECUTABLE="$PY" \
   -DBUILD_TESTING=OFF
 cmake --build "$BUILD" -j "$JOBS"
 cmake --install "$BUILD"
-rm -rf "$BUILD"
+rm -rf "$BUILD"; rmdir "$REPO/.build-interfaces" 2>/dev/null || true
 
 # A fresh interpreter of the venv must now import the bindings (C extension + .so in $VENV/lib).
 "$PY" -c "from vision_msgs.msg import Detection2DArray; Detection2DArray()" || {

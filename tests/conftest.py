@@ -25,3 +25,18 @@ if str(REPO) not in sys.path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A freshly initialised (untrained) checkpoint of config/models/tiny.yaml, fixed seed."""
+    import torch
+
+    from loci_core.checkpoint import save_checkpoint
+    from loci_core.config import load_config
+    from loci_core.model import Loci
+
+    cfg = load_config(REPO / "config" / "models" / "tiny.yaml")
+    torch.manual_seed(0)
+    model = Loci(cfg.model)
+    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", model, cfg, global_step=0)

@@ -1,0 +1,220 @@
+"""`CaterVideos`: a torch Dataset over a CATER-format directory (real CATER or generated).
+
+Frames are decoded once, resized to the training resolution and cached as raw uint8 memory-mapped arrays
+(`<cache>/<H>x<W>/<name>.u8`, shape (T, 3, H, W), with a JSON sidecar recording the shape and the source
+video's size and mtime; a stale or foreign cache is rebuilt). Later epochs only read the memmap.
+
+Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_objects` real ones):
+    frames            uint8   (T, 3, H, W) RGB
+    background        float32 (3, H, W) in [0, 1] (backgrounds/<name>.png, else background.png, else the
+                              per-pixel median of 32 frames of the video)
+    snitch_world      float32 (T, 3);  snitch_screen float32 (T, 2) (p_row, p_col) through the camera
+    label             int     6x6 class of the snitch at the video's last frame (CATER's label)
+    clip_label        int     6x6 class at the clip's last frame;  start  int  first frame of the clip
+    contained         bool    (T,) the snitch is under a cone (physical, see trajectory.py)
+    name              str
+    num_objects       int;  object_world float32 (T, K, 3);  object_screen float32 (T, K, 2)
+    object_shape      int64 (K,) index into scene.ALL_SHAPES (-1 = padding);  object_size float32 (K,) sized
+    object_material   int64 (K,) index into scene.MATERIALS;  object_rgb uint8 (K, 3)
+    camera            float32 (T, 4, 4) the camera matrix per frame
+  when loci's extras exist:
+    instance_ids      uint8   (T, H, W) (nearest-neighbour resized; 0 = background, k + 1 = object k)
+    object_states     int8    (T, K) 0 visible 1 occluded 2 contained 3 carried (-1 = padding)
+    visible_fraction  float32 (T, K)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from loci_core.camera import ProjectiveCamera, grid_class
+from loci_core.data import reader
+from loci_core.data import scene as S
+from loci_core.data.trajectory import containers
+
+MAX_OBJECTS = S.MAX_OBJECTS
+CACHE_FORMAT = 1
+MEDIAN_FRAMES = 32
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    h, w = size
+    if frame.shape[:2] == (h, w):
+        return frame
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if frame.shape[0] >= h else cv2.INTER_LINEAR
+    return cv2.resize(frame, (w, h), interpolation=interp)
+
+
+class CaterVideos(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        size: tuple[int, int] = (240, 320),
+        clip_len: int | None = None,
+        clip_start: str | int = "random",
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        with_extras: bool = True,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise reader.CaterFormatError(f"{self.root}: data set directory does not exist")
+        self.entries = reader.read_split(self.root, split)
+        self.size = (int(size[0]), int(size[1]))
+        self.clip_len = clip_len
+        if not (clip_start in ("random", "fixed") or isinstance(clip_start, int)):
+            raise ValueError(f"clip_start must be 'random', 'fixed' or an int, got {clip_start!r}")
+        self.clip_start = clip_start
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
+        self.with_extras = with_extras
+        self._scenes: dict[str, S.Scene] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random clip starts depend on (seed, epoch, index), so each epoch sees different clips."""
+        self.epoch = int(epoch)
+
+    # ---- files ---------------------------------------------------------------------------------
+    def scene(self, name: str) -> S.Scene:
+        if name not in self._scenes:
+            self._scenes[name] = reader.read_scene(self.root / "scenes" / f"{name}.json")
+        return self._scenes[name]
+
+    def _cache_paths(self, name: str, kind: str) -> tuple[Path, Path]:
+        folder = self.cache_dir / f"{self.size[0]}x{self.size[1]}"
+        return folder / f"{name}.{kind}.u8", folder / f"{name}.{kind}.json"
+
+    def _cached(self, name: str, kind: str, source: Path, shape: tuple[int, ...], build) -> np.ndarray:
+        """Memory-map a cached uint8 array, building it from `source` with `build()` when needed."""
+        data_path, meta_path = self._cache_paths(name, kind)
+        stat = source.stat()
+        meta = {"format": CACHE_FORMAT, "shape": list(shape), "source_size": stat.st_size,
+                "source_mtime_ns": stat.st_mtime_ns}
+        if data_path.is_file() and meta_path.is_file():
+            try:
+                if json.loads(meta_path.read_text()) == meta:
+                    return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+            except json.JSONDecodeError:
+                pass  # a torn sidecar: rebuild below
+        array = build()
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = data_path.with_name(f"{data_path.name}.{os.getpid()}.tmp")
+        array.tofile(tmp)
+        os.replace(tmp, data_path)
+        tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, meta_path)
+        return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+
+    def frames(self, name: str) -> np.ndarray:
+        """(T, 3, H, W) uint8 memmap of the whole video at the dataset resolution."""
+        t_count = self.scene(name).num_frames
+        video = self.root / "videos" / f"{name}.avi"
+        if not video.is_file():
+            raise reader.CaterFormatError(f"{video}: video file is missing")
+
+        def build():
+            rgb = reader.read_video(video, t_count)
+            return np.stack([_resize(f, self.size) for f in rgb]).transpose(0, 3, 1, 2).copy()
+
+        return self._cached(name, "frames", video, (t_count, 3, *self.size), build)
+
+    def ground_truth(self, name: str) -> dict[str, np.ndarray] | None:
+        sc = self.scene(name)
+        path = self.root / "ground_truth" / f"{name}.npz"
+        if not self.with_extras or not path.is_file():
+            return None
+        gt = reader.read_ground_truth(path, sc.num_frames, len(sc.objects))
+
+        def build():
+            return np.stack([_resize(i, self.size, nearest=True) for i in gt["ids"]])
+
+        gt["ids"] = self._cached(name, "ids", path, (sc.num_frames, *self.size), build)
+        return gt
+
+    def background(self, name: str) -> np.ndarray:
+        """(H, W, 3) uint8 RGB background of one video."""
+        for path in (self.root / "backgrounds" / f"{name}.png", self.root / "background.png"):
+            if path.is_file():
+                return _resize(reader.read_background(path), self.size)
+        frames = self.frames(name)
+        pick = np.linspace(0, len(frames) - 1, min(MEDIAN_FRAMES, len(frames))).astype(int)
+        return np.median(frames[pick], axis=0).astype(np.uint8).transpose(1, 2, 0)
+
+    # ---- items ----------------------------------------------------------------------------------
+    def _clip_range(self, index: int, t_count: int) -> tuple[int, int]:
+        if self.clip_len is None or self.clip_len >= t_count:
+            return 0, t_count
+        room = t_count - self.clip_len
+        if self.clip_start == "random":
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+            start = int(rng.integers(0, room + 1))
+        elif self.clip_start == "fixed":
+            start = room  # the clip that ends on the labelled last frame
+        else:
+            start = min(max(int(self.clip_start), 0), room)
+        return start, start + self.clip_len
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        name = entry.name
+        sc = self.scene(name)
+        t0, t1 = self._clip_range(index, sc.num_frames)
+        k_count = len(sc.objects)
+        if k_count > MAX_OBJECTS:
+            raise reader.CaterFormatError(f"{name}: {k_count} objects, at most {MAX_OBJECTS} supported")
+        snitch = sc.snitch_index
+        world = sc.locations[:, t0:t1].transpose(1, 0, 2)  # (T, K, 3)
+        screen = np.stack(
+            [ProjectiveCamera(sc.cameras[t]).world_to_screen(world[i]) for i, t in enumerate(range(t0, t1))]
+        )
+        pad = MAX_OBJECTS - k_count
+        item = {
+            "frames": torch.from_numpy(np.ascontiguousarray(self.frames(name)[t0:t1])),
+            "background": torch.from_numpy(self.background(name).transpose(2, 0, 1).astype(np.float32) / 255.0),
+            "snitch_world": torch.from_numpy(world[:, snitch].astype(np.float32)),
+            "snitch_screen": torch.from_numpy(screen[:, snitch].astype(np.float32)),
+            "label": int(grid_class(sc.locations[snitch, -1])),
+            "clip_label": int(grid_class(sc.locations[snitch, t1 - 1])),
+            "start": t0,
+            "contained": torch.from_numpy(containers(sc)[snitch, t0:t1] >= 0),
+            "name": name,
+            "num_objects": k_count,
+            "object_world": torch.from_numpy(np.pad(world, ((0, 0), (0, pad), (0, 0))).astype(np.float32)),
+            "object_screen": torch.from_numpy(np.pad(screen, ((0, 0), (0, pad), (0, 0))).astype(np.float32)),
+            "object_shape": torch.tensor([S.ALL_SHAPES.index(o.shape) for o in sc.objects] + [-1] * pad),
+            "object_size": torch.tensor([o.sized for o in sc.objects] + [0.0] * pad, dtype=torch.float32),
+            "object_material": torch.tensor(
+                [S.MATERIALS.index(o.material) if o.material in S.MATERIALS else -1 for o in sc.objects] + [-1] * pad
+            ),
+            "object_rgb": torch.tensor([list(o.rgb) for o in sc.objects] + [[0, 0, 0]] * pad, dtype=torch.uint8),
+            "camera": torch.from_numpy(sc.cameras[t0:t1].astype(np.float32)),
+        }
+        if entry.label is not None and entry.label != item["label"]:
+            raise reader.CaterFormatError(
+                f"{self.root / 'lists'}: {name} is listed with class {entry.label} but its scene gives {item['label']}"
+            )
+        gt = self.ground_truth(name)
+        if gt is not None:
+            item["instance_ids"] = torch.from_numpy(np.ascontiguousarray(gt["ids"][t0:t1]))
+            item["object_states"] = torch.from_numpy(
+                np.pad(gt["states"][t0:t1], ((0, 0), (0, pad)), constant_values=-1).astype(np.int8)
+            )
+            item["visible_fraction"] = torch.from_numpy(
+                np.pad(gt["visible_fraction"][t0:t1], ((0, 0), (0, pad))).astype(np.float32)
+            )
+        return item

@@ -1,0 +1,290 @@
+"""Loci: one explicit time step of the slot model ("Learning What and Where", Traub et al. 2023).
+
+    out, state = model.step(frame, state, background)
+
+takes frame X_t and returns the prediction of X_{t+1} with every slot's state. Read `step` top to
+bottom; shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
+level, (h, w) = latent grid, N = B*O slot-instances (all slot-wise networks share weights and run
+on N rows at once).
+
+Deliberate differences from the original code, all allowed by the paper's description:
+- RGB images (the original used BGR);
+- the background image is an argument of every call, not a buffer, and is never saved by the model;
+- the error map of the new frame is computed here, from the prediction carried in the state;
+- the schedules (size ramp, background fade-in) are explicit `Ramps`, not clock parameters;
+- binarising/priority/read-out noise and random spawning only in train mode (or `noise_in_eval`),
+  all drawn from the caller's generator;
+- the previous appearance (the un-occluded decode of the carried state) is carried in the state
+  instead of decoded a second time; only re-spawned slots are decoded afresh. The decoder thus
+  gets no gradient through the encoder's appearance input of later calls (it still learns from
+  the image, permanence and consistency losses), and the carried appearance was decoded with the
+  weights before the last optimiser step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, resolution_at
+from .nn.background import BackgroundMask
+from .nn.decoder import Decoder
+from .nn.encoder import Encoder
+from .nn.gaussian import gaussian_maps, others, prioritize
+from .nn.predictor import Predictor
+from .nn.slot_init import SlotInitialiser
+from .schedules import Ramps
+from .state import LociState
+
+
+@dataclass
+class StepOutput:
+    prediction: torch.Tensor
+    """(B, 3, H, W) predicted next frame in [0, 1]"""
+    masks: torch.Tensor
+    """(B, O+1, H, W) predicted masks, softmax over slots + background (last channel)"""
+    slot_rgb: torch.Tensor
+    """(B, O, 3, H, W) un-occluded appearance of each slot in [0, 1]"""
+    position: torch.Tensor
+    """(B, O, 3) predicted next-step (p_row, p_col, s)"""
+    gestalt: torch.Tensor
+    """(B, O, G) predicted next-step gestalt codes"""
+    priority: torch.Tensor
+    """(B, O) predicted next-step priorities (larger = in front)"""
+    visibility: torch.Tensor
+    """(B, O) largest mask value of each slot in the prediction (v)"""
+    snitch: torch.Tensor | None
+    """(B, 2) snitch (p_row, p_col) read-out, or None when model.snitch is 'off'"""
+    encoded_position: torch.Tensor
+    """(B, O, 3) the encoder's estimate of each slot's position in the *input* frame"""
+    mask_logits: torch.Tensor
+    """(B, O, H, W) slot mask logits (occlusion-ordered decode)"""
+    rgb_logits: torch.Tensor
+    """(B, O, 3, H, W) slot RGB logits (occlusion-ordered decode, used in the composite)"""
+    appearance_logits: torch.Tensor
+    """(B, O, 3, H, W) un-occluded RGB logits of the predicted state (A, with gradient)"""
+    prev_appearance_logits: torch.Tensor
+    """(B, O, 3, H, W) un-occluded RGB logits of the state at the start of the call"""
+    memory_appearance_logits: torch.Tensor | None
+    """(B, O, 3, H, W) un-occluded RGB logits of the permanence memory (no gradient; training only)"""
+    prev_position: torch.Tensor
+    """(B, O, 3) slot positions at the start of the call (after re-spawning)"""
+    activity: torch.Tensor
+    """(B, O) running max of visibility over the sequence, including this call (V)"""
+    error: torch.Tensor
+    """(B, 1, H, W) the error map fed to the encoder"""
+    background: torch.Tensor
+    """(1 or B, 3, H, W) the background as rendered (image x fade-in)"""
+    gate_openings: torch.Tensor
+    """() fraction of open GateL0RD gates"""
+
+
+def error_map(frame: torch.Tensor, prediction: torch.Tensor | None, background: torch.Tensor) -> torch.Tensor:
+    """Where the last prediction was wrong, weighted by where the frame differs from the background:
+    E = sqrt(RMS_c(frame - prediction)) * RMS_c(frame - background); RMS_c(frame - background) on a
+    sequence's first call. (B, 3, H, W) -> (B, 1, H, W)."""
+    to_background = (frame - background).square().mean(1, keepdim=True).sqrt()
+    if prediction is None:
+        return to_background
+    return (frame - prediction).square().mean(1, keepdim=True).sqrt().sqrt() * to_background
+
+
+class Loci(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = copy.deepcopy(cfg)
+        self._level = cfg.level
+        self.slot_init = SlotInitialiser(cfg)
+        self.encoder = Encoder(cfg)
+        self.predictor = Predictor(cfg)
+        self.decoder = Decoder(cfg)
+        self.background_mask = BackgroundMask(cfg.input_size, cfg.background_mask_init)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def level(self) -> int:
+        return self._level
+
+    @level.setter
+    def level(self, level: int) -> None:
+        self.set_level(level)
+
+    def set_level(self, level: int) -> None:
+        """Switch the resolution level (start new states afterwards)."""
+        if not 1 <= level <= self.cfg.max_level:
+            raise ValueError(f"level {level} not available: this model has levels 1..{self.cfg.max_level}")
+        self._level = level
+        self.cfg.level = level
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(H, W) of the frames at the current level."""
+        return resolution_at(self.cfg, self._level)
+
+    @property
+    def num_slots(self) -> int:
+        return self.cfg.num_slots
+
+    @property
+    def gestalt_size(self) -> int:
+        return self.cfg.gestalt_size
+
+    # ------------------------------------------------------------------ state
+    def initial_state(self, batch_size: int, device=None) -> LociState:
+        """A fresh state for `batch_size` new sequences: no slot active, nothing predicted yet."""
+        device = torch.device(device) if device is not None else self.slot_init.size.device
+        b, o, g = batch_size, self.num_slots, self.gestalt_size
+        return LociState(
+            position=torch.zeros(b, o, 3, device=device),
+            gestalt=torch.zeros(b, o, g, device=device),
+            priority=torch.zeros(b, o, device=device),
+            activity=torch.zeros(b, o, device=device),
+            hidden=self.predictor.initial_hidden(b * o, device),
+            traces=[None] * len(self.predictor.layers))
+
+    # ------------------------------------------------------------------ decoding
+    def decode_slots(self, position, gestalt, priority=None):
+        """position (B, O, 3), gestalt (B, O, G)[, priority (B, O)] -> mask logits (B, O, H, W),
+        RGB logits (B, O, 3, H, W) at the current level. Slot colour = sigmoid(logit + colour_bias)."""
+        return self.decoder(position, gestalt, priority, self._level)
+
+    def _appearance(self, position, gestalt):
+        """Un-occluded RGB logits: (B, O, 3) / (B, O, G) -> (B, O, 3, H, W)."""
+        b, o = position.shape[:2]
+        return self.decoder.rgb(self.decoder.features(position, gestalt), self._level).unflatten(0, (b, o))
+
+    def _check_inputs(self, frame, state, background):
+        h, w = self.resolution
+        if frame.dim() != 4 or frame.shape[1:] != (3, h, w):
+            raise ValueError(f"frame must be (B, 3, {h}, {w}) at level {self._level}, "
+                             f"got {tuple(frame.shape)}")
+        if (background.dim() != 4 or background.shape[1:] != (3, h, w)
+                or background.shape[0] not in (1, frame.shape[0])):
+            raise ValueError(f"background must be (1 or B, 3, {h}, {w}), got {tuple(background.shape)}")
+        if state.batch_size != frame.shape[0]:
+            raise ValueError(f"state is for batch size {state.batch_size}, frame batch is {frame.shape[0]}")
+        if state.masks is not None and state.masks.shape[-2:] != (h, w):
+            raise ValueError("state was made at another level; start a new state after set_level")
+
+    # ------------------------------------------------------------------ the step
+    def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
+             ramps: Ramps | None = None, generator: torch.Generator | None = None):
+        """One call: frame X_t (B, 3, H, W) in [0, 1] RGB, the state, the background image
+        (1 or B, 3, H, W) -> (StepOutput with the prediction of X_{t+1}, the new state).
+
+        `ramps` are the training schedules (None = fully ramped, for trained models); `generator`
+        drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval)."""
+        self._check_inputs(frame, state, background)
+        cfg, level = self.cfg, self._level
+        ramps = ramps or Ramps.full()
+        noisy = self.training or cfg.noise_in_eval
+        b, o = frame.shape[0], self.num_slots
+        h, w = self.resolution
+
+        # 1. background: mask logits where it shows, and the image as rendered (faded in by the schedule)
+        background_logit = self.background_mask((h, w)).expand(b, 1, h, w)  # (B, 1, H, W)
+        background_shown = background * ramps.background  # (1|B, 3, H, W)
+
+        # 2. error map of the new frame against the carried prediction (detached input)
+        with torch.no_grad():
+            error = error_map(frame, state.prediction, background)  # (B, 1, H, W)
+
+        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence
+        position, gestalt, priority, active = self.slot_init(
+            state.position, state.gestalt, state.priority, state.activity, error, noisy, generator)
+        # position (B, O, 3), gestalt (B, O, G), priority (B, O), active (B, O)
+
+        # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
+        masks = state.masks
+        if masks is None:
+            slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
+            masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
+        masks = masks.detach()  # (B, O+1, H, W)
+
+        # 5. previous appearance: un-occluded RGB logits of the current state (B, O, 3, H, W);
+        #    carried from the last call for active slots, decoded afresh for re-spawned ones
+        if state.appearance is None:
+            prev_appearance = self._appearance(position, gestalt)
+        elif bool(active.all()):
+            prev_appearance = state.appearance
+        else:
+            fresh = (~active).nonzero(as_tuple=True)
+            decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
+            prev_appearance = state.appearance.index_put(fresh, decoded)
+
+        # 6. encoder: a 12-channel image per slot -> estimates for the current frame
+        #    (assembled channels-last, (B, O, H, W, 12), which the convolutions run fastest on)
+        slot_masks = masks[:, :o]  # (B, O, H, W)
+        where = gaussian_maps(position.detach(), (h, w))  # (B, O, H, W)
+        where_others = others(prioritize(where, priority.detach()))  # (B, O, H, W)
+        encoder_input = torch.cat([
+            frame.permute(0, 2, 3, 1).unsqueeze(1).expand(b, o, h, w, 3),
+            error.permute(0, 2, 3, 1).unsqueeze(1).expand(b, o, h, w, 1),
+            slot_masks.unsqueeze(-1),
+            others(slot_masks).unsqueeze(-1),
+            masks[:, o:].unsqueeze(-1).expand(b, o, h, w, 1),
+            prev_appearance.permute(0, 1, 3, 4, 2),
+            where.unsqueeze(-1),
+            where_others.unsqueeze(-1),
+        ], dim=-1)  # (B, O, H, W, 12)
+        enc_position, enc_gestalt, enc_priority = self.encoder(
+            encoder_input.flatten(0, 1).permute(0, 3, 1, 2), level, ramps.std_scale)  # (N, 3), (N, G), (N,)
+
+        # 7. predictor: attention across slots + GateL0RD per slot -> next-step slot states
+        pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
+                              state.hidden, state.traces, noisy, generator)
+        new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
+        # (B, O, 3), (B, O, G), (B, O)
+
+        # 8. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
+        #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
+        maps = self.decoder.place(new_position)  # (B, O, h, w)
+        both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
+        features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
+        mask_logits = self.decoder.masks(features[:b * o], level).view(b, o, h, w)
+        rgb_all = self.decoder.rgb(features, level).view(2, b, o, 3, h, w)
+        rgb_logits, appearance = rgb_all[0], rgb_all[1]  # (B, O, 3, H, W) each
+
+        # 9. composition: softmax masks over slots + background, colours, predicted next frame
+        new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
+        colours = torch.cat([torch.sigmoid(rgb_logits + cfg.colour_bias),
+                             background_shown.unsqueeze(1).expand(b, 1, 3, h, w)], 1)  # (B, O+1, 3, H, W)
+        prediction = (new_masks.unsqueeze(2) * colours).sum(1)  # (B, 3, H, W)
+
+        # 10. visibility, activity and the object-permanence memory (what/where while visible)
+        visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O)
+        activity = torch.maximum(state.activity, visibility)
+        v = visibility.unsqueeze(-1)
+        if state.memory_gestalt is None:
+            memory_position, memory_gestalt = new_position.detach(), new_gestalt.detach()
+        else:
+            memory_gestalt = v * new_gestalt.detach() + (1 - v) * state.memory_gestalt
+            memory_size = v * new_position[..., 2:].detach() + (1 - v) * state.memory_position[..., 2:]
+            memory_position = torch.cat([new_position[..., :2].detach(), memory_size], -1)
+        memory_appearance = None
+        if self.training:
+            with torch.no_grad():
+                memory_appearance = self._appearance(memory_position, memory_gestalt)
+
+        out = StepOutput(
+            prediction=prediction, masks=new_masks,
+            slot_rgb=torch.sigmoid(appearance + cfg.colour_bias),
+            position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
+            snitch=pred["snitch"], encoded_position=enc_position.view(b, o, 3),
+            mask_logits=mask_logits, rgb_logits=rgb_logits, appearance_logits=appearance,
+            prev_appearance_logits=prev_appearance, memory_appearance_logits=memory_appearance,
+            prev_position=position.detach(), activity=activity, error=error,
+            background=background_shown, gate_openings=pred["openings"])
+
+        keep_graph = cfg.predictor.exact_bptt  # checking mode: hidden states keep their history
+        new_state = LociState(
+            position=new_position.detach(), gestalt=new_gestalt.detach(), priority=new_priority.detach(),
+            activity=activity,
+            hidden=[hh if keep_graph else hh.detach() for hh in pred["hidden"]],
+            traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in pred["traces"]],
+            prediction=prediction.detach(), masks=new_masks.detach(), appearance=appearance.detach(),
+            memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1)
+        return out, new_state

@@ -1,0 +1,1 @@
+"""Building blocks and sub-networks of the Loci model (one idea per module)."""

@@ -1,0 +1,155 @@
+"""Building blocks: every learned branch sits beside a parameter-free skip path.
+
+Most branches are multiplied by a learnable scalar that starts near zero, so an untrained
+network is a fixed pipeline of pooling, channel averaging/duplication and upsampling, and
+training gradually opens the branches. This is also what makes the resolution growth
+(level 1 -> level 2) nearly function-preserving.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def channel_skip(x: torch.Tensor, cout: int, dim: int = 1) -> torch.Tensor:
+    """Parameter-free channel change along `dim` (the channel axis).
+
+    cin > cout: average groups of consecutive channels; cout > cin: repeat each channel
+    consecutively (c0, c0, c1, c1, ...); otherwise average down to gcd then repeat."""
+    cin = x.shape[dim]
+    if cin == cout:
+        return x
+    if cin % cout == 0:
+        return x.unflatten(dim, (cout, cin // cout)).mean(dim + 1 if dim >= 0 else dim)
+    if cout % cin == 0:
+        return x.repeat_interleave(cout // cin, dim=dim)
+    g = math.gcd(cin, cout)
+    return channel_skip(channel_skip(x, g, dim), cout, dim)
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplier (the residual-branch gate), initialised to `init`."""
+
+    def __init__(self, init: float):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x):
+        return x * self.alpha
+
+
+class ResidualBlock(nn.Module):
+    """y = scale(F(x)) + skip(x), F = [ReLU] -> Conv k -> ReLU -> Conv k (cout -> cout).
+
+    `alpha=None` is the plain block (branch not scaled); a float adds a learnable scale."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, leading_relu: bool = True,
+                 alpha: float | None = None):
+        super().__init__()
+        self.cout = cout
+        self.leading_relu = leading_relu
+        self.conv1 = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(cout, cout, kernel, padding=kernel // 2)
+        self.scale = Scale(alpha) if alpha is not None else None
+
+    def forward(self, x):
+        y = F.relu(x) if self.leading_relu else x
+        y = self.conv2(F.relu(self.conv1(y)))
+        if self.scale is not None:
+            y = self.scale(y)
+        return y + channel_skip(x, self.cout)
+
+
+class LinearResidual(nn.Module):
+    """Vector version of ResidualBlock: y = skip(x) + [ReLU] -> Linear -> ReLU -> Linear."""
+
+    def __init__(self, cin: int, cout: int, leading_relu: bool = True):
+        super().__init__()
+        self.cout = cout
+        self.leading_relu = leading_relu
+        self.fc1 = nn.Linear(cin, cout)
+        self.fc2 = nn.Linear(cout, cout)
+
+    def forward(self, x):
+        y = F.relu(x) if self.leading_relu else x
+        return self.fc2(F.relu(self.fc1(y))) + channel_skip(x, self.cout, dim=-1)
+
+
+class AggressiveDownConv(nn.Module):
+    """x1/4 resolution: y = repeat_channels(avgpool4(x)) + alpha * [Conv11 s4 -> ReLU -> Conv3].
+
+    `fold_input` (an integer k) tells the block its input is a k-fold consecutive channel
+    duplication of a narrower tensor: it then takes that narrower tensor and folds the
+    duplication into the convolution weights (sum over the k copies) — the same function,
+    k times fewer multiply-adds in the big 11x11 convolution."""
+
+    def __init__(self, cin: int, cout: int, alpha: float):
+        super().__init__()
+        if cout % cin:
+            raise ValueError(f"AggressiveDownConv needs cout ({cout}) to be a multiple of cin ({cin})")
+        self.cin, self.cout = cin, cout
+        self.conv1 = nn.Conv2d(cin, cout, 11, stride=4, padding=5)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.scale = Scale(alpha)
+
+    def forward(self, x, fold_input: int = 1):
+        weight = self.conv1.weight
+        if fold_input > 1:  # x has cin / fold_input channels, each standing for fold_input copies
+            weight = weight.unflatten(1, (self.cin // fold_input, fold_input)).sum(2)
+        y = self.conv2(F.relu(F.conv2d(x, weight, self.conv1.bias, stride=4, padding=5)))
+        skip = channel_skip(F.avg_pool2d(x, 4), self.cout)
+        return self.scale(y) + skip
+
+
+class AggressiveConvTo1x1(nn.Module):
+    """(cin, h, w) -> (cout, 1, 1): y = repeat_channels(mean(x)) + alpha * [Conv5 s3 -> ReLU -> Conv k].
+
+    The last kernel covers the whole inner map: ((h+1)//3+1, (w+1)//3+1) (6x8 for 15x20)."""
+
+    def __init__(self, cin: int, cout: int, grid: tuple[int, int], alpha: float):
+        super().__init__()
+        self.cout = cout
+        h, w = grid
+        self.conv1 = nn.Conv2d(cin, cin, 5, stride=3, padding=3)
+        self.conv2 = nn.Conv2d(cin, cout, ((h + 1) // 3 + 1, (w + 1) // 3 + 1))
+        self.scale = Scale(alpha)
+
+    def forward(self, x):
+        y = self.conv2(F.relu(self.conv1(x)))
+        return self.scale(y) + channel_skip(x.mean((2, 3), keepdim=True), self.cout)
+
+
+def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Rewrite a ConvTranspose2d(kernel 12, stride 4, padding 4) weight (cin, cout, 12, 12) as the
+    weight (cout*16, cin, 3, 3) of a 3x3 convolution (padding 1) whose output, pixel-shuffled by 4,
+    is the transposed convolution's output: output pixel (4y + a, 4x + b) only sees inputs
+    y-1..y+1, x-1..x+1, through kernel taps 4(1 - dy) + a, 4(1 - dx) + b. Same function, but a
+    plain convolution, which is several times faster on CPUs than the transposed one."""
+    cin, cout = weight.shape[:2]
+    taps = weight.view(cin, cout, 3, 4, 3, 4).flip(2, 4)  # [ci, co, dy, a, dx, b]
+    return taps.permute(1, 3, 5, 0, 2, 4).reshape(cout * 16, cin, 3, 3)
+
+
+class AggressiveUpConv(nn.Module):
+    """x4 resolution: y = nearest4(average_channels(x)) + alpha * [ReLU -> Conv3 -> ReLU -> ConvT12 s4].
+
+    The transposed convolution is stored as such (its parameters and initialisation) but computed
+    as a 3x3 convolution + pixel shuffle (`subpixel_weight`)."""
+
+    def __init__(self, cin: int, cout: int, alpha: float):
+        super().__init__()
+        self.cout = cout
+        self.conv = nn.Conv2d(cin, cin, 3, padding=1)
+        self.up = nn.ConvTranspose2d(cin, cout, 12, stride=4, padding=4)
+        self.scale = Scale(alpha)
+
+    def forward(self, x):
+        y = F.relu(self.conv(F.relu(x)))
+        y = F.pixel_shuffle(F.conv2d(y, subpixel_weight(self.up.weight), padding=1), 4)
+        y = y + self.up.bias.view(1, -1, 1, 1)
+        skip = F.interpolate(channel_skip(x, self.cout), scale_factor=4, mode="nearest")
+        return self.scale(y) + skip

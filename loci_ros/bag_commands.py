@@ -1,0 +1,102 @@
+"""`loci bag make | play | record | track`: rosbag2 tools that need no ros2cli.
+
+Only argparse here; the work (and the heavy imports) happens in loci_ros.bags.* when a command runs.
+Topic layout of made bags: see loci_ros/bags/__init__.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    bag = subparsers.add_parser("bag", help="make, play, record and track rosbag2 bags",
+                                description="rosbag2 tools (mcap or sqlite3, format 9) without ros2cli.")
+    sub = bag.add_subparsers(dest="bag_command", metavar="BAG_COMMAND", required=True)
+
+    make = sub.add_parser("make", help="CATER-style videos -> bag with camera and ground-truth topics")
+    make.add_argument("--data", required=True, help="dataset root (CATER layout: videos/, scenes/, lists/)")
+    make.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    make.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    make.add_argument("--fps", type=float, default=24.0, help="frame rate of the stamps (CATER: 24)")
+    which = make.add_mutually_exclusive_group()
+    which.add_argument("--videos", type=int, default=None, metavar="N", help="only the first N videos")
+    which.add_argument("--video", action="append", default=None, metavar="NAME",
+                       help="this video only (repeatable; name with or without .avi)")
+    make.add_argument("--split", choices=("train", "test", "all"), default="all",
+                      help="which list of the dataset (test = lists/localize/val.txt)")
+    make.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                      help="resize frames and masks (default: the videos' size)")
+    make.set_defaults(func=_make)
+
+    play = sub.add_parser("play", help="publish a bag with its original timing and /clock")
+    play.add_argument("bag")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    play.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
+    play.add_argument("--topics", nargs="+", default=None, help="only these topics")
+    play.add_argument("--remap", nargs="+", default=None, metavar="FROM:=TO",
+                      help="publish a topic under another name")
+    play.add_argument("--delay", type=float, default=0.5,
+                      help="seconds between creating the publishers and the first message (DDS discovery)")
+    play.add_argument("--no-clock", dest="clock", action="store_false", help="do not publish /clock")
+    play.set_defaults(func=_play)
+
+    rec = sub.add_parser("record", help="record topics into a new bag (Ctrl-C or --duration stops)")
+    rec.add_argument("--topics", nargs="+", required=True)
+    rec.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    rec.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    rec.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+    rec.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
+    rec.set_defaults(func=_record)
+
+
+def _fail(err: Exception) -> int:
+    print(f"loci bag: {err}", file=sys.stderr)
+    return 1
+
+
+def _make(args: argparse.Namespace) -> int:
+    from loci_ros.bags.make import write_videos
+    from loci_ros.bags.sources import cater_videos
+    from loci_ros.bags.storage import BagError
+
+    try:
+        videos = cater_videos(args.data, split=args.split, limit=args.videos, names=args.video,
+                              size=tuple(args.size) if args.size else None)
+        summary = write_videos(videos, args.out, storage=args.storage, fps=args.fps)
+    except (BagError, FileNotFoundError, ValueError) as err:
+        return _fail(err)
+    print(f"wrote {summary['bag']}: {len(summary['videos'])} videos, {summary['frames']} frames, "
+          f"{summary['messages']} messages")
+    return 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    from loci_ros.bags.player import play
+    from loci_ros.bags.storage import BagError
+
+    try:
+        stats = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, delay=args.delay,
+                     clock=args.clock, remaps=args.remap)
+    except (BagError, ValueError) as err:
+        return _fail(err)
+    total = sum(stats.published.values())
+    print(f"played {total} messages ({stats.bag_s:.2f} s of bag time) in {stats.wall_s:.2f} s, "
+          f"{stats.loops} pass(es)")
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from loci_ros.bags.recorder import record
+    from loci_ros.bags.storage import BagError
+
+    try:
+        stats = record(args.topics, args.out, storage=args.storage, duration=args.duration,
+                       max_messages=args.max_messages, use_sim_time=args.use_sim_time)
+    except (BagError, ValueError) as err:
+        return _fail(err)
+    counts = ", ".join(f"{t}: {n}" for t, n in stats.recorded.items())
+    print(f"recorded into {args.out} in {stats.wall_s:.1f} s ({counts})")
+    return 0

@@ -1,0 +1,276 @@
+"""The tracker node as a real process over loopback DDS: outputs, parameters, reset, bad input, startup.
+
+The node is started the way users start it (`--ros-args --params-file config/tracker.yaml -p ...`); this
+test talks to it through an rclpy node of its own. Frames come from the CATER-style generator.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from loci_core.data.renderer import Renderer  # noqa: E402
+from loci_core.data.sampler import sample_scene, video_rng  # noqa: E402
+from loci_core.tracker import OnlineTracker  # noqa: E402
+from loci_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[1]
+NODE = "loci_tracker"
+# The untrained tiny model reaches visibilities of ~0.2: report every slot it spawns.
+THRESHOLD = 0.05
+FRAMES = 8
+SIZE = (120, 160)  # input at 2x the tiny model's 60x80, so results are mapped back through a resize
+TIMEOUT = 20.0
+OUTPUT_TYPES = {"detections": Detection2DArray, "masks": Image, "debug_image": Image, "markers": MarkerArray}
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def start_node(checkpoint, log_path: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "--params-file",
+           str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={checkpoint}"]
+    for item in extra:
+        cmd += ["-p", item]
+    log = open(log_path, "w")  # noqa: SIM115 - the process owns it until it exits
+    return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """A short generated CATER-style video (static camera), uint8 (T, H, W, 3) RGB."""
+    scene = sample_scene(video_rng(7, 0), num_frames=FRAMES, jitter=False)
+    return Renderer(SIZE).render(scene).rgb
+
+
+class Client:
+    """The test's own ROS node: publishes frames, collects the tracker's outputs by stamp."""
+
+    def __init__(self):
+        self.node = rclpy.create_node("loci_tracker_test")
+        self.executor = rclpy.executors.SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.pub = self.node.create_publisher(Image, "image", RELIABLE)
+        self.received = {name: {} for name in OUTPUT_TYPES}  # name -> {(sec, nanosec): msg}
+        for name, msg_type in OUTPUT_TYPES.items():
+            self.node.create_subscription(msg_type, name, self._store(name), RELIABLE)
+        self.params = AsyncParameterClient(self.node, NODE)
+
+    def _store(self, name):
+        def callback(msg):
+            header = msg.markers[0].header if name == "markers" else msg.header  # a DELETEALL leads
+            self.received[name][(header.stamp.sec, header.stamp.nanosec)] = msg
+        return callback
+
+    def spin_until(self, condition, timeout=TIMEOUT) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def wait_for_tracker(self, process):
+        ok = self.spin_until(lambda: process.poll() is not None or (
+            self.pub.get_subscription_count() > 0
+            and all(self.node.count_publishers(n) > 0 for n in OUTPUT_TYPES)), timeout=60.0)
+        assert ok and process.poll() is None, "tracker node did not come up"
+
+    def send(self, image: np.ndarray, stamp: int, encoding="rgb8", expect=OUTPUT_TYPES) -> dict:
+        header = Header(frame_id="camera_optical")
+        header.stamp.sec, header.stamp.nanosec = stamp, 500
+        self.pub.publish(numpy_to_image(image, encoding, header=header))
+        key = (stamp, 500)
+        arrived = self.spin_until(lambda: all(key in self.received[n] for n in expect))
+        assert arrived, f"no outputs for stamp {stamp}"
+        return {n: self.received[n].get(key) for n in OUTPUT_TYPES}
+
+    def call(self, future):
+        assert self.spin_until(future.done), "no answer from the tracker node"
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tracker(ros, tiny_checkpoint, tmp_path_factory):
+    """(process, client, log path) of a running node, shared by the tests of this module."""
+    log = tmp_path_factory.mktemp("node") / "node.log"
+    process = start_node(tiny_checkpoint, log, "input_reliability:=reliable",
+                         f"visibility_threshold:={THRESHOLD}", "log_period:=1.0")
+    client = Client()
+    try:
+        client.wait_for_tracker(process)
+        yield process, client, log
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def detection_summary(msg: Detection2DArray):
+    """Exact values: the untrained model moves little from frame to frame."""
+    return [(d.id, d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y,
+             d.results[0].hypothesis.score) for d in msg.detections]
+
+
+def test_outputs_follow_the_input_and_match_the_tracker(tracker, frames, tiny_checkpoint):
+    process, client, log = tracker
+    client.call(client.node.create_client(Trigger, "reset").call_async(Trigger.Request()))  # a fresh stream
+    reference = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=THRESHOLD,
+                                              ground_height=0.3421497941017151)
+    ids_so_far: set[str] = set()
+    for t, frame in enumerate(frames):
+        out = client.send(frame, stamp=100 + t)
+        for name, msg in out.items():
+            assert msg is not None, name
+        det, masks, debug, markers = out["detections"], out["masks"], out["debug_image"], out["markers"]
+        for msg in (det, masks, debug):
+            assert msg.header.frame_id == "camera_optical" and msg.header.stamp.sec == 100 + t
+        assert all(d.header == det.header for d in det.detections)
+        assert all(d.results[0].hypothesis.class_id == "entity" for d in det.detections)
+        # the node's results are OnlineTracker's on the same pixels
+        entities = reference.step(frame)
+        assert [d.id for d in det.detections] == [str(e.id) for e in entities]
+        for d, e in zip(det.detections, entities):
+            cx, cy, w, h = e.bbox_center_size
+            assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y) == \
+                pytest.approx((cx, cy, w, h), abs=1e-6)
+        # ids are stable: an entity once reported is reported in every later frame
+        ids = {d.id for d in det.detections}
+        assert ids >= ids_so_far and ids
+        ids_so_far = ids
+        labels = image_to_numpy(masks)
+        assert masks.encoding == "mono8" and labels.shape == SIZE
+        assert set(np.unique(labels)) <= {0} | {int(i) + 1 for i in ids}
+        assert debug.encoding == "rgb8" and image_to_numpy(debug).shape == SIZE + (3,)
+        assert markers.markers[0].action == Marker.DELETEALL and len(markers.markers) == 1 + 2 * len(ids)
+        # config/tracker.yaml selects the CATER camera: spheres sit on the ground plane in the world frame
+        spheres = [m for m in markers.markers[1:] if m.type == Marker.SPHERE]
+        assert all(m.header.frame_id == "world" and m.header.stamp == det.header.stamp for m in spheres)
+        assert all(m.pose.position.z == pytest.approx(0.3421497941017151) for m in spheres)
+    assert process.poll() is None
+
+
+def test_parameters_read_changed_and_validated(tracker, frames):
+    process, client, log = tracker
+    assert client.params.wait_for_services(timeout_sec=TIMEOUT)
+    names = ["checkpoint", "visibility_threshold", "camera_model", "input_reliability", "publish_debug_image"]
+    values = client.call(client.params.get_parameters(names)).values
+    assert values[0].string_value.endswith("tiny.pt")
+    assert values[1].double_value == pytest.approx(THRESHOLD)       # -p overrides the file
+    assert values[2].string_value == "cater"                        # from config/tracker.yaml
+    assert values[3].string_value == "reliable"
+    assert values[4].bool_value is True
+    described = client.call(client.params.describe_parameters(["visibility_threshold"])).descriptors[0]
+    assert described.description and described.floating_point_range[0].to_value == 1.0
+
+    def set_one(name, value):
+        return client.call(client.params.set_parameters([Parameter(name, value=value)])).results[0]
+
+    rejected = set_one("visibility_threshold", 1.5)
+    assert not rejected.successful and "visibility_threshold" in rejected.reason
+    rejected = set_one("camera_model", "none")
+    assert not rejected.successful and "read-only" in rejected.reason
+    rejected = set_one("ground_frame_id", "")
+    assert not rejected.successful and "ground_frame_id" in rejected.reason
+    rejected = set_one("publish_markers", "yes")  # wrong type
+    assert not rejected.successful
+
+    # A changed parameter takes effect on the next frame: no overlay, and everything seen is now hidden.
+    assert set_one("publish_debug_image", False).successful
+    assert set_one("visibility_threshold", 1.0).successful
+    client.send(frames[0], stamp=300, expect=("detections", "masks", "markers"))
+    out = client.send(frames[1], stamp=301, expect=("detections", "masks", "markers"))
+    assert out["debug_image"] is None
+    assert image_to_numpy(out["masks"]).max() == 0
+    assert all(m.text.startswith("(") for m in out["markers"].markers if m.type == Marker.TEXT_VIEW_FACING)
+    assert set_one("publish_debug_image", True).successful
+    assert set_one("visibility_threshold", THRESHOLD).successful
+    assert process.poll() is None
+
+
+def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
+    process, client, log = tracker
+    reset = client.node.create_client(Trigger, "reset")
+    assert reset.wait_for_service(timeout_sec=TIMEOUT)
+    client.send(frames[5], stamp=400)  # somewhere in a stream
+    answer = client.call(reset.call_async(Trigger.Request()))
+    assert answer.success and "cleared" in answer.message
+    fresh = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=THRESHOLD)
+    for t in (3, 4):  # after the reset the node behaves like a tracker that never saw a frame
+        got = detection_summary(client.send(frames[t], stamp=401 + t)["detections"])
+        expected = [(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t])]
+        assert [g[0] for g in got] == [e[0] for e in expected]
+        assert [g[1:] for g in got] == [pytest.approx(e[1:], abs=1e-6) for e in expected]
+    client.node.destroy_client(reset)
+
+
+def test_bad_images_are_reported_and_the_node_survives(tracker, frames):
+    process, client, log = tracker
+    header = Header(frame_id="camera_optical")
+    bad = numpy_to_image(np.zeros((SIZE[0], SIZE[1]), np.float32), "32FC1", header=header)
+    client.pub.publish(bad)
+    odd = Image(header=header, height=SIZE[0], width=SIZE[1], encoding="yuv422", step=SIZE[1] * 2,
+                data=bytes(SIZE[0] * SIZE[1] * 2))
+    client.pub.publish(odd)
+    assert client.spin_until(lambda: "unsupported image encoding '32FC1'" in log.read_text())
+    client.spin_until(lambda: False, timeout=0.5)
+    client.pub.publish(numpy_to_image(np.zeros((40, 200, 3), np.uint8), "rgb8", header=header))
+    assert client.spin_until(lambda: "unsupported size 200x40" in log.read_text())
+    # same problem again within the throttle period: reported once
+    client.pub.publish(numpy_to_image(np.zeros((40, 200, 3), np.uint8), "rgb8", header=header))
+    client.spin_until(lambda: False, timeout=0.5)
+    assert log.read_text().count("unsupported size 200x40") == 1
+    # still tracking
+    out = client.send(frames[2], stamp=500)
+    assert out["detections"] is not None and process.poll() is None
+    assert "tracking at" in log.read_text()  # the rate log line (log_period 1 s)
+
+
+def test_a_burst_is_not_queued_the_newest_frame_wins(tracker, frames):
+    process, client, log = tracker
+    header = Header(frame_id="camera_optical")
+    burst = list(range(600, 630))
+    for stamp in burst:  # far faster than the model runs
+        header.stamp.sec, header.stamp.nanosec = stamp, 0
+        client.pub.publish(numpy_to_image(frames[stamp % FRAMES], "rgb8", header=header))
+    assert client.spin_until(lambda: (burst[-1], 0) in client.received["detections"]), "newest frame lost"
+    client.spin_until(lambda: False, timeout=0.5)  # anything still queued would arrive now
+    tracked = [s for s in burst if (s, 0) in client.received["detections"]]
+    assert len(tracked) < len(burst) / 2, f"tracked {len(tracked)} of a {len(burst)}-frame burst: a backlog"
+    assert tracked == sorted(tracked)
+
+
+def test_missing_checkpoint_fails_at_startup(tmp_path):
+    missing = tmp_path / "no_such_model.pt"
+    process = start_node(missing, tmp_path / "node.log")
+    assert process.wait(timeout=60) != 0
+    assert f"checkpoint not found: {missing}" in (tmp_path / "node.log").read_text()
