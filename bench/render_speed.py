@@ -35,8 +35,15 @@ def measure(size: tuple[int, int], videos: int, seed: int) -> dict:
         elapsed = time.perf_counter() - start
         disk = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     frames = videos * opts.frames
-    return {"size": f"{size[1]}x{size[0]}", "videos": videos, "frames": frames, "seconds": elapsed,
-            "fps": frames / elapsed, "target_fps": TARGETS[size], "bytes_written": disk}
+    return {
+        "size": f"{size[1]}x{size[0]}",
+        "videos": videos,
+        "frames": frames,
+        "seconds": elapsed,
+        "fps": frames / elapsed,
+        "target_fps": TARGETS[size],
+        "bytes_written": disk,
+    }
 
 
 def main() -> int:
@@ -50,8 +57,10 @@ def main() -> int:
     print(f"{'size':>9} {'videos':>6} {'frames':>6} {'seconds':>8} {'frames/s':>9} {'target':>7}  ok")
     for r in rows:
         ok = "yes" if r["fps"] >= r["target_fps"] else "NO"
-        print(f"{r['size']:>9} {r['videos']:>6} {r['frames']:>6} {r['seconds']:8.2f} {r['fps']:9.1f} "
-              f"{r['target_fps']:7.0f}  {ok}")
+        print(
+            f"{r['size']:>9} {r['videos']:>6} {r['frames']:>6} {r['seconds']:8.2f} {r['fps']:9.1f} "
+            f"{r['target_fps']:7.0f}  {ok}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -1,6 +1,6 @@
 """Launch the loci tracker on a camera (or a replayed bag), optionally with RViz.
 
-    ros2 launch loci_ros tracker.launch.py checkpoint:=/path/model.pt image_topic:=/camera/image_raw rviz:=true
+    ros2 launch loci_ros tracker.launch.py checkpoint:=/path/model.pt image_topic:=/cam/image_raw rviz:=true
 
 Arguments: image_topic, camera_info_topic, params_file, checkpoint, namespace, use_sim_time (true when
 replaying a bag with /clock), rviz. The node's outputs appear under the namespace: /loci/detections,
@@ -8,9 +8,9 @@ replaying a bag with /clock), rviz. The node's outputs appear under the namespac
 /loci/debug_image and /loci/markers (edit its topics if you pick another namespace).
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
+from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -39,12 +39,15 @@ def _tracker(context):
 
 def generate_launch_description():
     share = FindPackageShare(PACKAGE)
+    sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
     return LaunchDescription([
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
-                              description="sensor_msgs/Image topic to track (rgb8, bgr8, rgba8, bgra8, mono8)"),
+                              description="sensor_msgs/Image topic to track (rgb8, bgr8, rgba8, bgra8, "
+                                          "mono8, mono16)"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info",
-                              description="sensor_msgs/CameraInfo topic (used with camera_model camera_info)"),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "tracker.yaml"]),
+                              description="sensor_msgs/CameraInfo topic (used by camera_model camera_info)"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "tracker.yaml"]),
                               description="node parameters (loci_tracker: ros__parameters: layout)"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="Loci checkpoint (.pt); empty = the one in params_file"),
@@ -60,7 +63,7 @@ def generate_launch_description():
             executable="rviz2",
             name="loci_rviz",
             arguments=["-d", PathJoinSubstitution([share, "config", "tracker.rviz"])],
-            parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+            parameters=[sim_time],
             condition=IfCondition(LaunchConfiguration("rviz")),
             output="screen",
         ),

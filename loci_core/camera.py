@@ -71,7 +71,7 @@ class Intrinsics:
 
 
 class ProjectiveCamera:
-    """A 4x4 GL-style projection matrix with screen <-> world helpers (all numpy, batched over leading dims)."""
+    """A 4x4 GL-style projection matrix with screen <-> world helpers (numpy, batched over leading dims)."""
 
     def __init__(self, matrix: np.ndarray):
         self.matrix = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
@@ -111,7 +111,7 @@ class ProjectiveCamera:
     # ----------------------------------------------------------------------------------------------
     # Geometry of the camera (used by the renderer)
     def centre(self) -> np.ndarray:
-        """World position of the camera: the point every pixel ray passes through (null space of rows 0, 1, 3)."""
+        """World position of the camera, where all pixel rays meet (null space of rows 0, 1 and 3)."""
         rows = self.matrix[[0, 1, 3]]
         return np.linalg.solve(rows[:, :3], -rows[:, 3])
 
@@ -227,7 +227,7 @@ def class_of_screen(
 # --------------------------------------------------------------------------------------------------
 # A real camera (sensor_msgs/CameraInfo) over a ground plane
 class PinholeCamera:
-    """Pinhole camera from a 3x3 K (as in sensor_msgs/CameraInfo) and its pose over a world whose ground is z = 0.
+    """Pinhole camera from a 3x3 K (as in sensor_msgs/CameraInfo) and its pose in a world with ground z = 0.
 
     `camera_to_world` is the 4x4 pose of the optical frame (x right, y down, z forward, as in ROS optical
     frames) in a z-up world. Ground positions come from intersecting pixel rays with the plane z = height.
@@ -272,7 +272,7 @@ class PinholeCamera:
         return origin + t[..., None] * rays
 
     def projective(self, near: float = 0.1, far: float = 100.0) -> ProjectiveCamera:
-        """The equivalent GL-style camera, so loci's screen (p_row, p_col) <-> ground code applies unchanged."""
+        """The equivalent GL-style camera, so loci's screen (p_row, p_col) <-> ground code applies as is."""
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
         w, h = self.width, self.height
         # Optical frame (x right, y down, z forward) -> GL eye frame (x right, y up, z backward).

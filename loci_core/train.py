@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import random
 import signal
@@ -213,6 +214,7 @@ class Trainer:
         if cfg.model.predictor.exact_bptt:
             raise TrainError("model.predictor.exact_bptt is for checking the eligibility traces only; "
                              "train with exact_bptt: false")
+        torch.manual_seed(tc.seed)  # the same initial weights in every process (and every run)
         self.model = Loci(cfg.model).to(device).train()
         self.optimisers = LociOptimisers(self.model, tc)
         self.dataset = CaterVideos(self.data_root, split=split, size=self.model.resolution,
@@ -317,10 +319,13 @@ class Trainer:
 
         model.zero_grad(set_to_none=True)
         out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator)
-        snitch_target = batch["snitch_screen"][:, t_out] if out.snitch is not None else None
-        terms = loci_loss(out, target, batch["background"], tc, ramps.background, self.cfg.model.colour_bias,
-                          snitch_target=snitch_target, regularize=not warm)
-        finite = torch.isfinite(terms.total.detach()).float()
+        terms = None
+        if bool(torch.isfinite(out.prediction).all()):  # the image loss rejects NaN inputs outright
+            snitch_target = batch["snitch_screen"][:, t_out] if out.snitch is not None else None
+            terms = loci_loss(out, target, batch["background"], tc, ramps.background,
+                              self.cfg.model.colour_bias, snitch_target=snitch_target, regularize=not warm)
+        finite = torch.tensor(float(terms is not None and bool(torch.isfinite(terms.total.detach()))),
+                              device=self.device)
         if self.dist.active:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
@@ -394,6 +399,22 @@ class Trainer:
         self.run.prune(self.cfg.train.keep_checkpoints)
         return path
 
+    def _check_in_sync(self) -> None:
+        """All processes must hold bit-identical parameters; compare digests of their bytes."""
+        names = [n for n, _ in self.model.named_parameters()]
+        mine = [hashlib.sha256(p.detach().cpu().numpy().tobytes()).hexdigest()
+                for p in self.model.parameters()]
+        everyone = [None] * self.dist.world
+        dist.all_gather_object(everyone, mine)
+        differ = [n for i, n in enumerate(names) if len({d[i] for d in everyone}) != 1]
+        if differ:
+            raise TrainError(f"processes hold different parameters: {', '.join(differ[:5])}"
+                             f"{' ...' if len(differ) > 5 else ''}")
+        if self.dist.main:
+            total = hashlib.sha256("".join(mine).encode()).hexdigest()
+            print(f"loci train: parameters identical on all {self.dist.world} processes "
+                  f"(sha256 {total[:16]})", file=sys.stderr)
+
     def _stop_requested(self) -> bool:
         flag = torch.tensor(0.0 if self.stop_signal is None else 1.0, device=self.device)
         if self.dist.active:
@@ -410,6 +431,9 @@ class Trainer:
 
         tc = self.cfg.train
         total = tc.updates
+        if self.dist.active:  # start from rank 0's weights whatever each process built or loaded
+            for p in self.model.parameters():
+                dist.broadcast(p.data, src=0)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=total, initial=min(self.stage_updates, total), unit="upd", dynamic_ncols=True,
                    disable=not (self.progress and self.dist.main), desc="train")
@@ -443,6 +467,8 @@ class Trainer:
                 if self.stage_updates % tc.checkpoint_every == 0 and self.stage_updates < total:
                     self.save()
             path = self.save()
+            if self.dist.active:
+                self._check_in_sync()
             if self.dist.main:
                 bar.close()
                 print(f"loci train: done, {self.stage_updates} updates in this stage (global step "

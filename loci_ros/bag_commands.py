@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     play.add_argument("--delay", type=float, default=0.5,
                       help="seconds between creating the publishers and the first message (DDS discovery)")
     play.add_argument("--no-clock", dest="clock", action="store_false", help="do not publish /clock")
+    play.add_argument("--wait-for-subscribers", action="store_true",
+                      help="start only when every played topic has a subscriber")
     play.set_defaults(func=_play)
 
     rec = sub.add_parser("record", help="record topics into a new bag (Ctrl-C or --duration stops)")
@@ -50,6 +52,23 @@ def register(subparsers) -> None:
     rec.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
     rec.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
     rec.set_defaults(func=_record)
+
+    track = sub.add_parser("track", help="run the tracker over a bag offline; outputs into a new bag")
+    track.add_argument("bag")
+    track.add_argument("--checkpoint", default=None, help="Loci checkpoint (.pt); overrides the params file")
+    track.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    track.add_argument("--params-file", default=None,
+                       help="node parameters file (loci_tracker: ros__parameters:), as config/tracker.yaml")
+    track.add_argument("--device", default=None, help="torch device (overrides the params file)")
+    track.add_argument("--namespace", default="/loci", help="output topics go to NAMESPACE/detections etc.")
+    track.add_argument("--image-topic", default="/camera/image_raw")
+    track.add_argument("--camera-info-topic", default="/camera/camera_info")
+    track.add_argument("--no-scene-reset", dest="reset_on_scene", action="store_false",
+                       help="do not reset the tracker at /loci/scene_reset (a new video)")
+    track.add_argument("--no-copy", dest="copy_input", action="store_false",
+                       help="write only the tracker outputs, not the input topics")
+    track.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    track.set_defaults(func=_track)
 
 
 def _fail(err: Exception) -> int:
@@ -79,7 +98,7 @@ def _play(args: argparse.Namespace) -> int:
 
     try:
         stats = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, delay=args.delay,
-                     clock=args.clock, remaps=args.remap)
+                     clock=args.clock, remaps=args.remap, wait_for_subscribers=args.wait_for_subscribers)
     except (BagError, ValueError) as err:
         return _fail(err)
     total = sum(stats.published.values())
@@ -100,3 +119,32 @@ def _record(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{t}: {n}" for t, n in stats.recorded.items())
     print(f"recorded into {args.out} in {stats.wall_s:.1f} s ({counts})")
     return 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    from loci_ros.bags.storage import BagError
+    from loci_ros.bags.track import track_bag
+
+    try:
+        stats = track_bag(args.bag, args.out, checkpoint=args.checkpoint, params_file=args.params_file,
+                          storage=args.storage, namespace=args.namespace, image_topic=args.image_topic,
+                          camera_info_topic=args.camera_info_topic, reset_on_scene=args.reset_on_scene,
+                          copy_input=args.copy_input, device=args.device)
+    except (BagError, FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+        return _fail(err)
+    print(f"tracked {stats.frames} frames ({stats.resets} scene resets) into {args.out}: "
+          + ", ".join(f"{t}: {n}" for t, n in stats.written.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m loci_ros.bag_commands make|play|record|track ...`: the bag tools without the rest of
+    the `loci` command (whose other sub-commands import torch at start-up)."""
+    parser = argparse.ArgumentParser(prog="loci")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bag", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -149,17 +149,30 @@ def marker_array(entities: Sequence[Entity], header: Header, image_size: tuple[i
 
 def build_outputs(image: np.ndarray, entities: Sequence[Entity], header: Header, settings: OutputSettings,
                   *, detections: bool = True, masks: bool = True, debug: bool = True, markers: bool = True,
-                  camera_k: Sequence[float] | None = None) -> TrackerOutputs:
-    """All of one frame's messages from the input image (H, W, 3 uint8 RGB) and its entities."""
+                  camera_k: Sequence[float] | None = None, emit=None) -> TrackerOutputs:
+    """All of one frame's messages from the input image (H, W, 3 uint8 RGB) and its entities.
+
+    `emit(name, msg)`, if given, is called as soon as each message is ready, in the order detections,
+    masks, debug_image, markers (the live node publishes the small, most wanted result first)."""
     head = output_header(header, settings.frame_id)
     shape = image.shape[:2]
+    out = TrackerOutputs()
+
+    def ready(name, msg):
+        setattr(out, name, msg)
+        if emit is not None:
+            emit(name, msg)
+
+    if detections:
+        ready("detections", detection_array(entities, head))
     labels = label_image(entities, shape) if (masks or debug) else None
-    return TrackerOutputs(
-        detections=detection_array(entities, head) if detections else None,
-        masks=mask_image(labels, head) if masks else None,
-        debug_image=debug_image(draw_overlay(image, entities, labels), head) if debug else None,
-        markers=marker_array(entities, head, shape, settings, camera_k) if markers else None,
-    )
+    if masks:
+        ready("masks", mask_image(labels, head))
+    if debug:
+        ready("debug_image", debug_image(draw_overlay(image, entities, labels), head))
+    if markers:
+        ready("markers", marker_array(entities, head, shape, settings, camera_k))
+    return out
 
 
 def _duration(seconds: float) -> Duration:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -116,7 +117,10 @@ class TrackerNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         for name, (default, description, read_only, limits) in PARAMETERS.items():
-            self.declare_parameter(name, default, _descriptor(description, read_only, limits))
+            try:
+                self.declare_parameter(name, default, _descriptor(description, read_only, limits))
+            except ParameterException as err:  # a value from the params file / -p out of range or mistyped
+                raise StartupError(f"invalid parameter {name}: {err}") from None
         initial = self._validate_parameters([self.get_parameter(n) for n in PARAMETERS])
         if not initial.successful:
             raise StartupError(f"invalid parameter: {initial.reason}")
@@ -125,7 +129,7 @@ class TrackerNode(Node):
         self._settings = self._read_settings()
 
         self._tracker_lock = threading.Lock()
-        self.tracker = self._load_tracker()
+        self.tracker = make_tracker(self._values())
         self._camera_k = None
         self._camera_info_key = None
 
@@ -157,26 +161,8 @@ class TrackerNode(Node):
     def _param(self, name):
         return self.get_parameter(name).value
 
-    def _load_tracker(self):
-        from loci_core.camera import ProjectiveCamera
-        from loci_core.tracker import OnlineTracker
-
-        path = Path(self._param("checkpoint")).expanduser()
-        if not self._param("checkpoint"):
-            raise StartupError("parameter 'checkpoint' is empty: give the path of a Loci checkpoint (.pt)")
-        if not path.is_file():
-            raise StartupError(f"checkpoint not found: {path} (parameter 'checkpoint')")
-        background = None
-        if self._param("background"):
-            background = _read_background(Path(self._param("background")).expanduser())
-        camera = ProjectiveCamera.cater() if self._param("camera_model") == "cater" else None
-        try:
-            return OnlineTracker.from_checkpoint(
-                path, device=self._param("device"), camera=camera, level=self._param("model_level") or None,
-                background=background, ground_height=self._settings.ground_plane_height,
-                visibility_threshold=self._settings.visibility_threshold, seed=self._param("seed"))
-        except (OSError, ValueError, RuntimeError, KeyError) as err:
-            raise StartupError(f"cannot load checkpoint {path}: {err}") from err
+    def _values(self) -> dict:
+        return {name: self._param(name) for name in PARAMETERS}
 
     def _create_publishers(self) -> dict:
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=OUTPUT_DEPTH,
@@ -222,16 +208,12 @@ class TrackerNode(Node):
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
     def _read_settings(self) -> Settings:
-        g = self._param
+        values = self._values()
         return Settings(
-            visibility_threshold=g("visibility_threshold"),
-            publish={o: g(f"publish_{o}") for o in OUTPUTS},
-            output=OutputSettings(
-                frame_id=g("frame_id"), ground_frame_id=g("ground_frame_id"),
-                ground_plane_height=g("ground_plane_height"), marker_depth=g("marker_depth"),
-                marker_scale=g("marker_scale"), marker_lifetime=g("marker_lifetime")),
-            ground_plane_height=g("ground_plane_height"), max_aspect_error=g("max_aspect_error"),
-            log_period=g("log_period"))
+            visibility_threshold=values["visibility_threshold"],
+            publish={o: values[f"publish_{o}"] for o in OUTPUTS},
+            output=output_settings(values), ground_plane_height=values["ground_plane_height"],
+            max_aspect_error=values["max_aspect_error"], log_period=values["log_period"])
 
     # ------------------------------------------------------------------------------------------ callbacks
 
@@ -299,13 +281,10 @@ class TrackerNode(Node):
             track_s = time.perf_counter() - t0
             camera_k = self._camera_k
         publish = settings.publish
-        out = build_outputs(image, entities, msg.header, settings.output, camera_k=camera_k,
-                            detections=publish["detections"] and self._outputs["detections"] is not None,
-                            masks=publish["masks"], debug=publish["debug_image"], markers=publish["markers"])
-        for name in OUTPUTS:
-            message = getattr(out, name)
-            if message is not None:
-                self._outputs[name].publish(message)
+        build_outputs(image, entities, msg.header, settings.output, camera_k=camera_k,
+                      detections=publish["detections"] and self._outputs["detections"] is not None,
+                      masks=publish["masks"], debug=publish["debug_image"], markers=publish["markers"],
+                      emit=lambda name, message: self._outputs[name].publish(message))
         self._count(track_s, time.perf_counter() - start, settings.log_period)
 
     def _to_rgb(self, msg: Image, settings: Settings):
@@ -313,26 +292,20 @@ class TrackerNode(Node):
         try:
             image = image_to_rgb8(msg)
         except UnsupportedEncodingError as err:
-            self._throttled_error("encoding", f"dropping image: {err}")
+            self._throttled_error(f"encoding {msg.encoding}", f"dropping image: {err}")
             return None
         except ImageLayoutError as err:
             self._throttled_error("layout", f"dropping malformed image: {err}")
             return None
         height, width = image.shape[:2]
-        mh, mw = self.tracker.resolution
-        if height == 0 or width == 0:
-            self._throttled_error("size", f"dropping image: unsupported size {width}x{height} (empty)")
-            return None
-        aspect, model_aspect = width / height, mw / mh
-        if abs(aspect / model_aspect - 1.0) > settings.max_aspect_error:
-            self._throttled_error(
-                "size", f"dropping image: unsupported size {width}x{height} (aspect {aspect:.3f}); the model "
-                        f"expects aspect {model_aspect:.3f} ({mw}x{mh}) within max_aspect_error "
-                        f"{settings.max_aspect_error}")
+        problem = size_problem(width, height, self.tracker.resolution, settings.max_aspect_error)
+        if problem:
+            self._throttled_error(f"size {width}x{height}", f"dropping image: {problem}")
             return None
         return image
 
     def _throttled_error(self, key: str, text: str) -> None:
+        """Log `text` unless the problem `key` was reported less than ERROR_THROTTLE_SEC ago."""
         now = time.monotonic()
         if now - self._error_times.get(key, -float("inf")) >= ERROR_THROTTLE_SEC:
             self._error_times[key] = now
@@ -358,6 +331,50 @@ class TrackerNode(Node):
             self._stopping = True
             self._wake.notify()
         self._worker.join(timeout=5.0)
+
+
+def make_tracker(values: dict):
+    """The OnlineTracker the node runs for these parameter values (also used by `loci bag track`).
+
+    Raises StartupError naming the parameter when the checkpoint or background cannot be used."""
+    from loci_core.camera import ProjectiveCamera
+    from loci_core.tracker import OnlineTracker
+
+    if not values["checkpoint"]:
+        raise StartupError("parameter 'checkpoint' is empty: give the path of a Loci checkpoint (.pt)")
+    path = Path(values["checkpoint"]).expanduser()
+    if not path.is_file():
+        raise StartupError(f"checkpoint not found: {path} (parameter 'checkpoint')")
+    background = None
+    if values["background"]:
+        background = _read_background(Path(values["background"]).expanduser())
+    camera = ProjectiveCamera.cater() if values["camera_model"] == "cater" else None
+    try:
+        return OnlineTracker.from_checkpoint(
+            path, device=values["device"], camera=camera, level=values["model_level"] or None,
+            background=background, ground_height=values["ground_plane_height"],
+            visibility_threshold=values["visibility_threshold"], seed=values["seed"])
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise StartupError(f"cannot load checkpoint {path}: {err}") from err
+
+
+def output_settings(values: dict) -> OutputSettings:
+    """How entities become messages, from the node's parameter values."""
+    return OutputSettings(
+        frame_id=values["frame_id"], ground_frame_id=values["ground_frame_id"],
+        ground_plane_height=values["ground_plane_height"], marker_depth=values["marker_depth"],
+        marker_scale=values["marker_scale"], marker_lifetime=values["marker_lifetime"])
+
+
+def size_problem(width: int, height: int, resolution: tuple[int, int], max_aspect_error: float) -> str | None:
+    """Why an input of width x height cannot be tracked by a model of `resolution` (H, W), or None."""
+    if height == 0 or width == 0:
+        return f"unsupported size {width}x{height} (empty)"
+    (mh, mw), aspect = resolution, width / height
+    if abs(aspect / (mw / mh) - 1.0) > max_aspect_error:
+        return (f"unsupported size {width}x{height} (aspect {aspect:.3f}); the model expects aspect "
+                f"{mw / mh:.3f} ({mw}x{mh}) within max_aspect_error {max_aspect_error}")
+    return None
 
 
 def _descriptor(description: str, read_only: bool, limits) -> ParameterDescriptor:

@@ -186,3 +186,67 @@ def test_cli_reports_bad_bag_without_traceback(tmp_path, repo_root):
                           cwd=repo_root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "nope does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_intrinsics_from_cater_matrix_reproject_like_the_matrix():
+    from loci_core.camera import CATER_MATRIX, PinholeCamera, ProjectiveCamera, screen_to_pixel
+    from loci_ros.bags.sources import intrinsics_k
+
+    width, height = 320, 240
+    k = intrinsics_k(CATER_MATRIX, width, height)
+    assert k[0, 0] == pytest.approx(350.0, abs=0.5) and k[1, 1] == pytest.approx(350.0, abs=0.5)
+    # a pinhole camera with this K at the matrix's pose images world points where the matrix does
+    cam = ProjectiveCamera(CATER_MATRIX)
+    _, view = cam.decompose()
+    optical_to_gl = np.diag([1.0, -1.0, -1.0, 1.0])
+    pinhole = PinholeCamera(k, width, height, np.linalg.inv(optical_to_gl @ view))
+    points = np.random.default_rng(0).uniform(-3, 3, (20, 3)) * [1, 1, 0.3]
+    uv = pinhole.world_to_pixel(points)
+    rows_cols = screen_to_pixel(cam.world_to_screen(points), (height, width))
+    np.testing.assert_allclose(uv[:, ::-1], rows_cols, atol=0.1)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from loci_core.data.generate import GenerateOptions, generate_dataset
+
+    root = tmp_path_factory.mktemp("cater")
+    generate_dataset(root, 3, seed=0, opts=GenerateOptions(size=(60, 80), frames=6), progress=False)
+    return root
+
+
+def test_make_from_generated_cater_data(generated, tmp_path):
+    from loci_core.data import reader
+    from loci_ros.bag_commands import main
+
+    out = tmp_path / "bag"
+    assert main(["make", "--data", str(generated), "--out", str(out), "--videos", "2", "--storage", "sqlite3",
+                 "--size", "30", "40"]) == 0
+    conns, msgs = read_all(out)
+    names = [e.name for e in reader.read_split(generated, "all")][:2]
+    assert [m.frame_id for topic, _, m in msgs if topic == SCENE_RESET_TOPIC] == names
+    images = [m for topic, _, m in msgs if topic == IMAGE_TOPIC]
+    assert len(images) == 12 and (images[0].width, images[0].height) == (40, 30)
+    scene = reader.read_scene(generated / "scenes" / f"{names[0]}.json")
+    gt = reader.read_ground_truth(generated / "ground_truth" / f"{names[0]}.npz", 6, len(scene.objects))
+    dets = next(m for topic, _, m in msgs if topic == GT_DETECTIONS_TOPIC)
+    for det in dets.detections:
+        k = int(det.id)
+        assert det.results[0].hypothesis.class_id == scene.objects[k].shape
+        assert det.results[0].hypothesis.score == pytest.approx(gt["visible_fraction"][0, k])
+    info = next(m for topic, _, m in msgs if topic == CAMERA_INFO_TOPIC)
+    assert info.k[0] == pytest.approx(2.1875 * 40 / 2, rel=0.05)  # CATER's 35 mm lens at 40 px width
+
+
+def test_make_picks_videos_and_reports_bad_input(generated, tmp_path, capsys):
+    from loci_ros.bag_commands import main
+
+    name = "CLEVR_new_000002"
+    one = tmp_path / "one"
+    assert main(["make", "--data", str(generated), "--out", str(one), "--video", name + ".avi"]) == 0
+    _, msgs = read_all(one)
+    assert [m.frame_id for topic, _, m in msgs if topic == SCENE_RESET_TOPIC] == [name]
+    assert main(["make", "--data", str(generated), "--out", str(tmp_path / "x"), "--video", "nope"]) == 1
+    assert "nope is not in" in capsys.readouterr().err
+    assert main(["make", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -54,7 +54,8 @@ def _spin(executor, cond, timeout):
 
 
 def play_cli(bag, *extra):
-    return subprocess.Popen([sys.executable, "-m", "loci_core.cli", "bag", "play", str(bag), *extra],
+    """`loci bag play` through its fast entry point (the full `loci` command is tested in test_bag_make)."""
+    return subprocess.Popen([sys.executable, "-m", "loci_ros.bag_commands", "play", str(bag), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -72,7 +73,8 @@ def test_play_keeps_content_timing_and_publishes_clock(bag, videos, node):
     node.create_subscription(Header, SCENE_RESET_TOPIC, resets.append, qos)
     node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
                              10)
-    player = play_cli(bag, "--delay", "1.0")
+    player = play_cli(bag, "--delay", "0.3", "--wait-for-subscribers",
+                      "--topics", IMAGE_TOPIC, SCENE_RESET_TOPIC)
     node.spin_for(lambda: player.poll() is not None, 30)
     node.spin_for(lambda: len(images) >= 14, 2)
     out, err = player.communicate(timeout=10)
@@ -98,6 +100,7 @@ def test_play_keeps_content_timing_and_publishes_clock(bag, videos, node):
 
 
 def test_record_round_trip_is_byte_identical(bag, tmp_path):
+    from loci_ros.bags.player import play
     from loci_ros.bags.recorder import record
 
     topics = [IMAGE_TOPIC, "/ground_truth/detections"]
@@ -107,12 +110,10 @@ def test_record_round_trip_is_byte_identical(bag, tmp_path):
         target=lambda: result.update(stats=record(topics, out, stop=stop, ready=ready)))
     recorder.start()
     try:
-        player = play_cli(bag, "--rate", "4", "--delay", "1.0", "--topics", *topics)
-        assert ready.wait(20), "recorder never saw the topics"
-        _, err = player.communicate(timeout=30)
-        assert player.returncode == 0, err
+        play(bag, rate=4.0, topics=topics, delay=0.2, wait_for_subscribers=True)
+        assert ready.is_set(), "recorder never saw the topics"
     finally:
-        time.sleep(0.5)  # the player waited for acks; let the recorder's executor run the last callbacks
+        time.sleep(0.3)  # the player waited for acks; let the recorder's executor run the last callbacks
         stop.set()
         recorder.join(20)
     assert result["stats"].recorded == {IMAGE_TOPIC: 14, "/ground_truth/detections": 14}

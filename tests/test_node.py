@@ -51,6 +51,15 @@ def start_node(checkpoint, log_path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def frames():
     """A short generated CATER-style video (static camera), uint8 (T, H, W, 3) RGB."""
@@ -122,17 +131,15 @@ def tracker(ros, tiny_checkpoint, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "node.log"
     process = start_node(tiny_checkpoint, log, "input_reliability:=reliable",
                          f"visibility_threshold:={THRESHOLD}", "log_period:=1.0")
-    client = Client()
     try:
-        client.wait_for_tracker(process)
-        yield process, client, log
-    finally:
-        client.close()
-        process.terminate()
+        client = Client()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            client.wait_for_tracker(process)
+            yield process, client, log
+        finally:
+            client.close()
+    finally:
+        stop(process)
 
 
 def detection_summary(msg: Detection2DArray):
@@ -236,19 +243,22 @@ def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
 def test_bad_images_are_reported_and_the_node_survives(tracker, frames):
     process, client, log = tracker
     header = Header(frame_id="camera_optical")
-    bad = numpy_to_image(np.zeros((SIZE[0], SIZE[1]), np.float32), "32FC1", header=header)
-    client.pub.publish(bad)
+    client.pub.publish(numpy_to_image(np.zeros(SIZE, np.float32), "32FC1", header=header))
+    assert client.spin_until(lambda: "unsupported image encoding '32FC1'" in log.read_text())
     odd = Image(header=header, height=SIZE[0], width=SIZE[1], encoding="yuv422", step=SIZE[1] * 2,
                 data=bytes(SIZE[0] * SIZE[1] * 2))
     client.pub.publish(odd)
-    assert client.spin_until(lambda: "unsupported image encoding '32FC1'" in log.read_text())
-    client.spin_until(lambda: False, timeout=0.5)
+    assert client.spin_until(lambda: "unsupported image encoding 'yuv422'" in log.read_text())
     client.pub.publish(numpy_to_image(np.zeros((40, 200, 3), np.uint8), "rgb8", header=header))
     assert client.spin_until(lambda: "unsupported size 200x40" in log.read_text())
     # same problem again within the throttle period: reported once
     client.pub.publish(numpy_to_image(np.zeros((40, 200, 3), np.uint8), "rgb8", header=header))
     client.spin_until(lambda: False, timeout=0.5)
     assert log.read_text().count("unsupported size 200x40") == 1
+    short = numpy_to_image(frames[0], "rgb8", header=header)
+    short.data = bytes(short.data)[: len(short.data) // 2]  # the fields promise twice the data there is
+    client.pub.publish(short)
+    assert client.spin_until(lambda: "dropping malformed image" in log.read_text())
     # still tracking
     out = client.send(frames[2], stamp=500)
     assert out["detections"] is not None and process.poll() is None
@@ -269,8 +279,54 @@ def test_a_burst_is_not_queued_the_newest_frame_wins(tracker, frames):
     assert tracked == sorted(tracked)
 
 
+def test_camera_info_places_entities_on_the_ground(ros, tiny_checkpoint, frames, tmp_path):
+    """camera_model camera_info with the default best-effort input: ground positions from K and the pose."""
+    from sensor_msgs.msg import CameraInfo
+
+    from loci_core.camera import PinholeCamera
+
+    process = start_node(tiny_checkpoint, tmp_path / "node.log", "camera_model:=camera_info",
+                         f"visibility_threshold:={THRESHOLD}", "camera_height:=1.2", "camera_pitch_deg:=40.0",
+                         "ground_plane_height:=0.0", "ground_frame_id:=base_footprint", "frame_id:=cam2")
+    client = None
+    try:
+        client = Client()
+        client.wait_for_tracker(process)
+        info_pub = client.node.create_publisher(CameraInfo, "camera_info", RELIABLE)
+        k = [150.0, 0.0, 79.5, 0.0, 150.0, 59.5, 0.0, 0.0, 1.0]
+        info = CameraInfo(width=SIZE[1], height=SIZE[0], k=k)
+        assert client.spin_until(lambda: info_pub.get_subscription_count() > 0)
+        info_pub.publish(info)
+        camera = PinholeCamera.from_height_pitch(np.array(k), SIZE[1], SIZE[0], 1.2, 40.0)
+        for attempt in range(20):  # the CameraInfo may arrive after the first frames
+            out = client.send(frames[0], stamp=700 + attempt)
+            spheres = [m for m in out["markers"].markers if m.type == Marker.SPHERE]
+            if spheres and all(m.header.frame_id == "base_footprint" for m in spheres):
+                break
+            info_pub.publish(info)
+        else:
+            pytest.fail("markers never moved to the ground frame")
+        assert out["detections"].header.frame_id == "cam2"
+        by_id = {int(d.id): d for d in out["detections"].detections}
+        for m in spheres:
+            assert m.pose.position.z == 0.0
+            u, v = camera.world_to_pixel(np.array([m.pose.position.x, m.pose.position.y, 0.0]))
+            # the sphere projects back to the entity's position (inside its box; the box centre is the
+            # tracked position for an entity without mask pixels)
+            box = by_id[m.id].bbox
+            assert abs(u - box.center.position.x) <= box.size_x / 2 + 1e-6
+            assert abs(v - box.center.position.y) <= box.size_y / 2 + 1e-6
+    finally:
+        if client is not None:
+            client.close()
+        stop(process)
+
+
 def test_missing_checkpoint_fails_at_startup(tmp_path):
     missing = tmp_path / "no_such_model.pt"
     process = start_node(missing, tmp_path / "node.log")
-    assert process.wait(timeout=60) != 0
+    try:
+        assert process.wait(timeout=60) != 0
+    finally:
+        stop(process)
     assert f"checkpoint not found: {missing}" in (tmp_path / "node.log").read_text()

@@ -134,3 +134,11 @@ def test_entity_colours_differ_between_neighbouring_ids():
     assert len(set(colours)) == 12
     for a, b in zip(colours, colours[1:]):
         assert sum(abs(x - y) for x, y in zip(a, b)) > 100
+
+
+def test_emit_hands_over_each_message_as_soon_as_it_is_ready():
+    emitted = []
+    out = build_outputs(np.zeros((H, W, 3), np.uint8), make_entities(), header(), OutputSettings(),
+                        emit=lambda name, msg: emitted.append((name, msg)))
+    assert [name for name, _ in emitted] == ["detections", "masks", "debug_image", "markers"]
+    assert all(getattr(out, name) is msg for name, msg in emitted)

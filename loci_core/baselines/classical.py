@@ -5,8 +5,10 @@ components of the foreground are the detections; each track is a constant-veloci
 filter on the detection centroid; detections are assigned to the tracks' predictions by the
 Hungarian algorithm with a distance gate; unmatched tracks coast on their prediction for a
 while and are then dropped; unmatched detections start new tracks. The snitch is the track of
-the detection with the most gold pixels. When the snitch disappears (occluded, under a cone)
-its track coasts and dies, and the tracker's answer stays where it last saw it — no object
+the detection with the largest share of gold pixels; when its track is gone, the gold detection
+nearest to where it was last seen.
+When the snitch disappears (occluded, under a cone) its track coasts and dies, and the
+tracker's answer stays where it last saw it — no object
 permanence, which is exactly what Loci is compared against.
 """
 
@@ -37,16 +39,17 @@ class ClassicalConfig:
     """Kalman process noise (pixels^2 per frame^2 of unmodelled acceleration)"""
     measurement_noise: float = 4.0
     """Kalman measurement noise of a centroid (pixels^2)"""
-    snitch_rgb: tuple[float, float, float] = (0.80, 0.75, 0.17)
-    """reference colour of the gold snitch in [0, 1] RGB, as the metal gold renders on average (the
-    paint colour (1.0, 0.84, 0.0) shifts under shading and highlights; yellow objects look alike)"""
-    snitch_colour_tolerance: float = 0.12
-    """a pixel is gold when its RGB distance to snitch_rgb, after normalising both to unit
-    brightness (so shading and specular tint matter less), is below this"""
-    snitch_min_brightness: float = 0.1
-    """darker pixels (length of the RGB vector) have no reliable hue and are never gold"""
+    snitch_hue: tuple[float, float] = (40.0, 58.0)
+    """hue range (degrees) of the gold snitch as it renders; yellow objects sit at 54-62 degrees, so
+    the ranges overlap and a yellow object can be mistaken for the snitch (as with real colour picking)"""
+    snitch_min_saturation: float = 0.3
+    """pixels paler than this (HSV saturation in [0, 1]) have no reliable hue and are never gold"""
+    snitch_min_value: float = 0.25
+    """darker pixels (HSV value in [0, 1]) are never gold either"""
+    snitch_min_fraction: float = 0.3
+    """a detection is a snitch candidate when at least this fraction of its pixels is gold ..."""
     snitch_min_pixels: int = 2
-    """a detection needs at least this many gold pixels to be called the snitch"""
+    """... and at least this many; among candidates the one with the largest gold fraction wins"""
 
 
 @dataclass
@@ -85,34 +88,37 @@ class ClassicalTracker:
     # ------------------------------------------------------------------ detection
 
     def detect(self, frame: np.ndarray, background: np.ndarray):
-        """frame (H, W, 3) float in [0, 1], background (H, W, 3) -> (component map (H, W) int32 with
-        0 = background, centroids (D, 2) pixels (row, col), gold pixel count per detection (D,))."""
+        """frame (H, W, 3) uint8 RGB, background (H, W, 3) float in [0, 1] -> (component map (H, W)
+        int32 with 0 = background, centroids (D, 2) pixels (row, col), gold fraction per detection (D,))."""
         H, W, _ = frame.shape
-        rms = np.sqrt(((frame - background) ** 2).mean(-1))
+        rms = np.sqrt(((frame / 255.0 - background) ** 2).mean(-1))
         fg = (rms > self.cfg.foreground_threshold).astype(np.uint8)
         n, comp, stats, cents = cv2.connectedComponentsWithStats(fg, connectivity=8)
-        keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.cfg.min_area_fraction * H * W) + 1
+        area = stats[1:, cv2.CC_STAT_AREA]
+        keep = np.flatnonzero(area >= self.cfg.min_area_fraction * H * W) + 1
         remap = np.zeros(n, np.int32)
         remap[keep] = np.arange(1, len(keep) + 1)
         comp = remap[comp]
         gold = self._gold(frame) & (comp > 0)
         gold_count = np.bincount(comp[gold], minlength=len(keep) + 1)[1:]
-        return comp, cents[keep][:, ::-1].astype(np.float64), gold_count
+        fraction = np.where(gold_count >= self.cfg.snitch_min_pixels,
+                            gold_count / stats[keep, cv2.CC_STAT_AREA], 0.0)
+        return comp, cents[keep][:, ::-1].astype(np.float64), fraction
 
     def _gold(self, frame: np.ndarray) -> np.ndarray:
-        ref = np.asarray(self.cfg.snitch_rgb, np.float64)
-        ref = ref / np.linalg.norm(ref)
-        norm = np.linalg.norm(frame, axis=-1, keepdims=True)
-        direction = frame / np.maximum(norm, 1e-6)
-        close = np.linalg.norm(direction - ref, axis=-1) < self.cfg.snitch_colour_tolerance
-        return close & (norm[..., 0] > self.cfg.snitch_min_brightness)
+        """(H, W) bool: pixels in the snitch's hue range, saturated and bright enough."""
+        hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV_FULL).astype(np.float64)
+        hue = hsv[..., 0] * 360.0 / 256.0
+        lo, hi = self.cfg.snitch_hue
+        return ((hue >= lo) & (hue <= hi) & (hsv[..., 1] >= 255 * self.cfg.snitch_min_saturation)
+                & (hsv[..., 2] >= 255 * self.cfg.snitch_min_value))
 
     # ------------------------------------------------------------------ tracking
 
     def run(self, frames: np.ndarray, background: np.ndarray) -> ClassicalResult:
         """frames uint8 (T, 3, H, W) RGB; background float (3, H, W) in [0, 1]."""
         T, _, H, W = frames.shape
-        bg = np.asarray(background, np.float64).transpose(1, 2, 0)
+        bg = np.asarray(background, np.float64).transpose(1, 2, 0)                # (H, W, 3)
         gate = self.cfg.gate_fraction * np.hypot(H, W)
         tracks: list[_Track] = []
         next_id = 0
@@ -122,8 +128,7 @@ class ClassicalTracker:
         snitch_id, snitch_last = None, None
 
         for t in range(T):
-            frame = frames[t].transpose(1, 2, 0).astype(np.float64) / 255.0
-            comp, cents, gold = self.detect(frame, bg)
+            comp, cents, gold = self.detect(frames[t].transpose(1, 2, 0), bg)
             for tr in tracks:                                   # predict
                 tr.x = _F @ tr.x
                 tr.P = _F @ tr.P @ _F.T + self._Q
@@ -152,9 +157,17 @@ class ClassicalTracker:
             tracks = [tr for tr in tracks if tr.misses <= self.cfg.max_coast]   # death
             for d, tr in matched_det.items():
                 labels[t][comp == d + 1] = tr.ident + 1
-            if len(gold) and gold.max() >= self.cfg.snitch_min_pixels:
-                snitch_id = matched_det[int(gold.argmax())].ident
             current = {tr.ident: pixel_to_screen(tr.x[:2], (H, W)) for tr in tracks}
+            # The snitch is sticky: it is picked by colour only while it has no live track; first the
+            # goldest detection, later the gold one nearest to where the snitch was last seen.
+            candidates = np.flatnonzero(gold >= self.cfg.snitch_min_fraction)
+            if (snitch_id is None or snitch_id not in current) and candidates.size:
+                if snitch_last is None:
+                    pick = candidates[np.argmax(gold[candidates])]
+                else:
+                    seen = pixel_to_screen(cents[candidates], (H, W))
+                    pick = candidates[np.argmin(np.linalg.norm(seen - snitch_last, axis=1))]
+                snitch_id = matched_det[int(pick)].ident
             alive.append(current)
             if snitch_id is not None and snitch_id in current:
                 snitch_last = current[snitch_id]

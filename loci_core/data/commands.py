@@ -12,21 +12,27 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size must look like 320x240 (width x height), got {text!r}") from err
+        raise argparse.ArgumentTypeError(
+            f"size must look like 320x240 (width x height), got {text!r}"
+        ) from err
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return h, w
 
 
 def register(subparsers) -> None:
-    gen = subparsers.add_parser("generate", help="generate a CATER-style data set (videos, scenes, ground truth)")
+    gen = subparsers.add_parser(
+        "generate", help="generate a CATER-style data set (videos, scenes, ground truth)"
+    )
     gen.add_argument("--out", required=True, type=Path, help="output directory")
     gen.add_argument("--videos", type=int, default=10, help="number of videos")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--size", type=_size, default=(240, 320), help="WxH, default 320x240 (CATER)")
     gen.add_argument("--frames", type=int, default=301, help="frames per video (CATER: 301 = frames 0..300)")
     gen.add_argument("--moving-camera", action="store_true", help="CATER's moving-camera variant")
-    gen.add_argument("--no-jitter", action="store_true", help="exactly the CATER camera (no per-video jitter)")
+    gen.add_argument(
+        "--no-jitter", action="store_true", help="exactly the CATER camera (no per-video jitter)"
+    )
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
     gen.add_argument("--lossless", action="store_true", help="store FFV1 instead of MJPG in the .avi")
     gen.add_argument("--supersample", type=int, default=1, help="odd anti-aliasing factor (colours only)")
@@ -61,8 +67,12 @@ def _generate(args) -> int:
     if args.supersample < 1 or args.supersample % 2 == 0:
         return _fail(ValueError("--supersample must be an odd positive integer"))
     opts = GenerateOptions(
-        size=args.size, frames=args.frames, jitter=not args.no_jitter, moving_camera=args.moving_camera,
-        lossless=args.lossless, supersample=args.supersample,
+        size=args.size,
+        frames=args.frames,
+        jitter=not args.no_jitter,
+        moving_camera=args.moving_camera,
+        lossless=args.lossless,
+        supersample=args.supersample,
     )
     try:
         labels = generate_dataset(args.out, args.videos, args.seed, opts, workers=args.workers)

@@ -102,8 +102,12 @@ class CaterVideos(torch.utils.data.Dataset):
         """Memory-map a cached uint8 array, building it from `source` with `build()` when needed."""
         data_path, meta_path = self._cache_paths(name, kind)
         stat = source.stat()
-        meta = {"format": CACHE_FORMAT, "shape": list(shape), "source_size": stat.st_size,
-                "source_mtime_ns": stat.st_mtime_ns}
+        meta = {
+            "format": CACHE_FORMAT,
+            "shape": list(shape),
+            "source_size": stat.st_size,
+            "source_mtime_ns": stat.st_mtime_ns,
+        }
         if data_path.is_file() and meta_path.is_file():
             try:
                 if json.loads(meta_path.read_text()) == meta:
@@ -184,8 +188,12 @@ class CaterVideos(torch.utils.data.Dataset):
         )
         pad = MAX_OBJECTS - k_count
         item = {
-            "frames": torch.from_numpy(np.ascontiguousarray(self.frames(name)[t0:t1])),
-            "background": torch.from_numpy(self.background(name).transpose(2, 0, 1).astype(np.float32) / 255.0),
+            "frames": torch.from_numpy(
+                np.array(self.frames(name)[t0:t1])
+            ),  # copy out of the read-only memmap
+            "background": torch.from_numpy(
+                self.background(name).transpose(2, 0, 1).astype(np.float32) / 255.0
+            ),
             "snitch_world": torch.from_numpy(world[:, snitch].astype(np.float32)),
             "snitch_screen": torch.from_numpy(screen[:, snitch].astype(np.float32)),
             "label": int(grid_class(sc.locations[snitch, -1])),
@@ -199,18 +207,22 @@ class CaterVideos(torch.utils.data.Dataset):
             "object_shape": torch.tensor([S.ALL_SHAPES.index(o.shape) for o in sc.objects] + [-1] * pad),
             "object_size": torch.tensor([o.sized for o in sc.objects] + [0.0] * pad, dtype=torch.float32),
             "object_material": torch.tensor(
-                [S.MATERIALS.index(o.material) if o.material in S.MATERIALS else -1 for o in sc.objects] + [-1] * pad
+                [S.MATERIALS.index(o.material) if o.material in S.MATERIALS else -1 for o in sc.objects]
+                + [-1] * pad
             ),
-            "object_rgb": torch.tensor([list(o.rgb) for o in sc.objects] + [[0, 0, 0]] * pad, dtype=torch.uint8),
+            "object_rgb": torch.tensor(
+                [list(o.rgb) for o in sc.objects] + [[0, 0, 0]] * pad, dtype=torch.uint8
+            ),
             "camera": torch.from_numpy(sc.cameras[t0:t1].astype(np.float32)),
         }
         if entry.label is not None and entry.label != item["label"]:
             raise reader.CaterFormatError(
-                f"{self.root / 'lists'}: {name} is listed with class {entry.label} but its scene gives {item['label']}"
+                f"{self.root / 'lists'}: {name} is listed with class {entry.label}, "
+                f"but its scene gives {item['label']}"
             )
         gt = self.ground_truth(name)
         if gt is not None:
-            item["instance_ids"] = torch.from_numpy(np.ascontiguousarray(gt["ids"][t0:t1]))
+            item["instance_ids"] = torch.from_numpy(np.array(gt["ids"][t0:t1]))
             item["object_states"] = torch.from_numpy(
                 np.pad(gt["states"][t0:t1], ((0, 0), (0, pad)), constant_values=-1).astype(np.int8)
             )

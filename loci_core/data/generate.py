@@ -34,7 +34,9 @@ def nominal_lights() -> Lights:
 
 def generate_one(root: Path, index: int, seed: int, opts: GenerateOptions) -> tuple[str, int]:
     """Sample, render and write video `index`; returns (name, label)."""
-    scene = sample_scene(video_rng(seed, index), opts.frames, jitter=opts.jitter, moving_camera=opts.moving_camera)
+    scene = sample_scene(
+        video_rng(seed, index), opts.frames, jitter=opts.jitter, moving_camera=opts.moving_camera
+    )
     renderer = Renderer(opts.size, opts.supersample)
     frames = renderer.render(scene)
     background = renderer.background(scene.cameras[0], scene.lights)

@@ -17,14 +17,24 @@ from loci_core.data.reader import read_ground_truth, read_scene, read_video
 from loci_core.data.scene import STATE_NAMES
 
 PALETTE = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]],
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+    ],
     dtype=np.float32,
 )
 OVERLAY_ALPHA = 0.45
 SHEET_FRAMES = 8
 GIF_STRIDE = 3  # every third frame, at 8 fps the GIF runs at real speed
-PANEL_SCALE = 2  # small renders are enlarged for viewing
+SMALL_WIDTH = 160  # renders narrower than this are shown enlarged 2x
 
 
 def overlay(rgb: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -50,16 +60,21 @@ def annotated_frames(root: Path, name: str, frames: list[int] | None = None) -> 
     frames = list(range(scene.num_frames)) if frames is None else frames
     s = scene.snitch_index
     h, w = video.shape[1:3]
+    scale = 2 if w < SMALL_WIDTH else 1
     out = []
     for t in frames:
         img = overlay(video[t], gt["ids"][t]) if gt is not None else video[t].copy()
-        img = cv2.resize(img, (w * PANEL_SCALE, h * PANEL_SCALE), interpolation=cv2.INTER_NEAREST)
-        row, col = screen_to_pixel(ProjectiveCamera(scene.cameras[t]).world_to_screen(scene.locations[s, t]), (h, w))
-        centre = (int(round((col + 0.5) * PANEL_SCALE)), int(round((row + 0.5) * PANEL_SCALE)))
+        img = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+        row, col = screen_to_pixel(
+            ProjectiveCamera(scene.cameras[t]).world_to_screen(scene.locations[s, t]), (h, w)
+        )
+        centre = (int(round((col + 0.5) * scale)), int(round((row + 0.5) * scale)))
         state = STATE_NAMES[gt["states"][t, s]] if gt is not None else ""
         cross = (255, 255, 255) if state in ("", "visible") else (160, 160, 160)
-        cv2.drawMarker(img, centre, cross, cv2.MARKER_CROSS, 4 * PANEL_SCALE + 4, 1)
-        cv2.putText(img, f"{t} snitch {state}", (3, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.drawMarker(img, centre, cross, cv2.MARKER_CROSS, 12, 1)
+        cv2.putText(
+            img, f"{t} snitch {state}", (3, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA
+        )
         out.append(img)
     return out
 
@@ -84,5 +99,7 @@ def animated_gif(root: Path, name: str, out_gif: Path) -> Path:
     images = [Image.fromarray(p) for p in panels]
     out_gif = Path(out_gif)
     out_gif.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(out_gif, save_all=True, append_images=images[1:], duration=int(1000 * GIF_STRIDE / 24), loop=0)
+    images[0].save(
+        out_gif, save_all=True, append_images=images[1:], duration=int(1000 * GIF_STRIDE / 24), loop=0
+    )
     return out_gif

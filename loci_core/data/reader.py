@@ -83,15 +83,26 @@ def read_scene(path: Path) -> S.Scene:
         where = f"objects[{i}]."
         shape = _require(o, "shape", path, where)
         if shape not in S.ALL_SHAPES:
-            raise CaterFormatError(f"{path}: objects[{i}] has unknown shape name {shape!r} (known: {S.ALL_SHAPES})")
+            raise CaterFormatError(
+                f"{path}: objects[{i}] has unknown shape name {shape!r} (known: {S.ALL_SHAPES})"
+            )
         size = _require(o, "size", path, where)
         color = _require(o, "color", path, where)
         sized = float(o.get("sized", S.SNITCH_SIZE if shape == "spl" else S.SIZES.get(size, 0.5)))
-        colour = tuple(rgb[i]) if rgb else (S.SNITCH_COLOR[1] if shape == "spl" else S.COLORS.get(color, (128,) * 3))
+        colour = (
+            tuple(rgb[i])
+            if rgb
+            else (S.SNITCH_COLOR[1] if shape == "spl" else S.COLORS.get(color, (128,) * 3))
+        )
         objects.append(
             S.SceneObject(
-                shape=shape, size=size, sized=sized, material=o.get("material", "rubber"), color=color,
-                rgb=tuple(int(c) for c in colour), instance=_require(o, "instance", path, where),
+                shape=shape,
+                size=size,
+                sized=sized,
+                material=o.get("material", "rubber"),
+                color=color,
+                rgb=tuple(int(c) for c in colour),
+                instance=_require(o, "instance", path, where),
                 rotation=float(o.get("rotation", 0.0)),
             )
         )
@@ -101,11 +112,15 @@ def read_scene(path: Path) -> S.Scene:
         except ValueError as err:
             raise CaterFormatError(f"{path}: objects[{i}].locations has a non-integer frame key") from err
         if frames != list(range(len(frames))):
-            raise CaterFormatError(f"{path}: objects[{i}].locations does not cover frames 0..{len(frames) - 1}")
+            raise CaterFormatError(
+                f"{path}: objects[{i}].locations does not cover frames 0..{len(frames) - 1}"
+            )
         tracks.append(np.array([locations[str(t)] for t in frames], dtype=np.float64))
     lengths = {len(t) for t in tracks}
     if len(lengths) != 1:
-        raise CaterFormatError(f"{path}: objects have different numbers of frames in 'locations': {sorted(lengths)}")
+        raise CaterFormatError(
+            f"{path}: objects have different numbers of frames in 'locations': {sorted(lengths)}"
+        )
     if not any(o.shape == "spl" for o in objects):
         raise CaterFormatError(f"{path}: no snitch (shape 'spl') among the objects")
     t_count = lengths.pop()
@@ -119,7 +134,9 @@ def read_scene(path: Path) -> S.Scene:
     if "matrices" in camera:
         cameras = np.array(camera["matrices"], dtype=np.float64)
         if cameras.shape != (t_count, 4, 4):
-            raise CaterFormatError(f"{path}: camera.matrices has shape {cameras.shape}, expected ({t_count}, 4, 4)")
+            raise CaterFormatError(
+                f"{path}: camera.matrices has shape {cameras.shape}, expected ({t_count}, 4, 4)"
+            )
     else:
         matrix = np.array(camera.get("matrix", CATER_MATRIX), dtype=np.float64)
         if matrix.shape != (4, 4):
@@ -129,11 +146,18 @@ def read_scene(path: Path) -> S.Scene:
     if "lights" in data:
         li = data["lights"]
         lights = S.Lights(
-            key=np.array(li["key"]), fill=np.array(li["fill"]), back=np.array(li["back"]),
+            key=np.array(li["key"]),
+            fill=np.array(li["fill"]),
+            back=np.array(li["back"]),
             intensities=tuple(li.get("intensities", lights.intensities)),
         )
     return S.Scene(
-        objects, movements, np.stack(tracks), cameras, lights, bool(camera.get("moving", False)),
+        objects,
+        movements,
+        np.stack(tracks),
+        cameras,
+        lights,
+        bool(camera.get("moving", False)),
         extras={"loci": data.get("loci", {})},
     )
 
@@ -156,10 +180,12 @@ def read_video(path: Path, expected_frames: int | None = None) -> np.ndarray:
     if not frames:
         raise CaterFormatError(f"{path}: no decodable frames (empty or corrupt video)")
     if expected_frames is not None and len(frames) < expected_frames:
-        raise CaterFormatError(f"{path}: truncated video, {len(frames)} of {expected_frames} frames decodable")
+        raise CaterFormatError(
+            f"{path}: truncated video, {len(frames)} of {expected_frames} frames decodable"
+        )
     if expected_frames is not None and len(frames) > expected_frames:
         raise CaterFormatError(
-            f"{path}: frame count mismatch, video has {len(frames)} frames but the scene has {expected_frames}"
+            f"{path}: frame count mismatch, the video has {len(frames)} frames, the scene {expected_frames}"
         )
     return np.stack(frames)
 

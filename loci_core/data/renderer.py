@@ -35,6 +35,27 @@ _BOX_SIGNS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1,
 
 
 @dataclass
+class _Chunk:
+    """Camera rays and floor of a chunk of frames (leading dim 1 for a static camera)."""
+
+    origins: np.ndarray  # (Tc, 3)
+    dirs: np.ndarray  # (1 | Tc, P, 3)
+    points: np.ndarray  # (1 | Tc, P, 3) floor hit points
+    t_floor: np.ndarray  # (1 | Tc, P)
+    base: np.ndarray  # (1 | Tc, P, 3) floor colour without the key light
+    direct: np.ndarray  # (1 | Tc, P, 3) the key light's share
+    static: bool
+
+
+@dataclass
+class _Buffers:
+    depth: np.ndarray  # (Tc, P) float32
+    ids: np.ndarray  # (Tc, P) uint8
+    colour: np.ndarray  # (Tc, P, 3) float32
+    shadow: np.ndarray  # (Tc, P) float32
+
+
+@dataclass
 class Frames:
     rgb: np.ndarray  # (T, H, W, 3) uint8
     ids: np.ndarray  # (T, H, W) uint8: 0 floor, k + 1 object k
@@ -73,11 +94,18 @@ class Renderer:
         fill = sum(i * max(d[2], 0.0) for i, d in zip(lights.intensities[1:], (lights.fill, lights.back)))
         # A soft pool of light around the key lamp's foot, like CLEVR's area lights.
         foot = lights.key[:2] * 4.0
-        falloff = 1.0 / (1.0 + ((points[:, 0] - foot[0]) ** 2 + (points[:, 1] - foot[1]) ** 2) / FLOOR_FALLOFF)
+        falloff = 1.0 / (
+            1.0 + ((points[:, 0] - foot[0]) ** 2 + (points[:, 1] - foot[1]) ** 2) / FLOOR_FALLOFF
+        )
         direct = FLOOR_ALBEDO * key * (0.55 + 0.45 * falloff)
         base = FLOOR_ALBEDO * (AMBIENT + fill) + np.zeros_like(direct)
         grey = np.ones((1, 3), dtype=np.float32)
-        return points, t, (base[:, None] * grey).astype(np.float32), (direct[:, None] * grey).astype(np.float32)
+        return (
+            points,
+            t,
+            (base[:, None] * grey).astype(np.float32),
+            (direct[:, None] * grey).astype(np.float32),
+        )
 
     def background(self, matrix: np.ndarray, lights) -> np.ndarray:
         """(H, W, 3) uint8 image of the empty scene."""
@@ -89,7 +117,11 @@ class Renderer:
         """(T, P_inner, 3) float -> (T, H, W, 3) uint8, averaging supersamples."""
         t_count = colour.shape[0]
         h, w, s = self.size[0], self.size[1], self.ss
-        img = colour.reshape(t_count, h, s, w, s, 3).mean(axis=(2, 4)) if s > 1 else colour.reshape(t_count, h, w, 3)
+        img = (
+            colour.reshape(t_count, h, s, w, s, 3).mean(axis=(2, 4))
+            if s > 1
+            else colour.reshape(t_count, h, w, 3)
+        )
         return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
     # ---- boxes ------------------------------------------------------------------------------------
@@ -104,7 +136,13 @@ class Renderer:
         cols = (clip[..., 0] / wv + 1) * w / 2 - 0.5
         rows = (1 - clip[..., 1] / wv) * h / 2 - 0.5
         box = np.stack(
-            [np.ceil(rows.min(1)), np.floor(rows.max(1)) + 1, np.ceil(cols.min(1)), np.floor(cols.max(1)) + 1], 1
+            [
+                np.ceil(rows.min(1)),
+                np.floor(rows.max(1)) + 1,
+                np.ceil(cols.min(1)),
+                np.floor(cols.max(1)) + 1,
+            ],
+            1,
         )
         box[behind] = (0, h, 0, w)
         box[:, :2] = np.clip(box[:, :2], 0, h)
@@ -131,10 +169,7 @@ class Renderer:
         static = bool(np.allclose(scene.cameras, scene.cameras[:1]))
         rot = rotations(scene).astype(np.float32)  # (K, T, 3, 3)
         drawn = containers(scene) < 0  # (K, T): contained objects are hidden by their cone
-        loc = scene.locations.astype(np.float32)
         lights = scene.lights
-        key = lights.key.astype(np.float32)
-        light_dirs = np.stack([lights.key, lights.fill, lights.back]).astype(np.float32)
         out = Frames(
             rgb=np.empty((t_count, h, w, 3), np.uint8),
             ids=np.empty((t_count, h, w), np.uint8),
@@ -142,6 +177,10 @@ class Renderer:
             amodal=np.zeros((t_count, k_count), np.int64),
             depth=np.empty((t_count, h, w), np.float32) if with_depth else None,
         )
+        # Camera-aligned axes per frame: a cube on these axes around a bounding sphere projects to a
+        # tight screen box. Shadows use axes perpendicular to the key light the same way.
+        views = [ProjectiveCamera(m).decompose()[1][:3, :3] for m in scene.cameras[: 1 if static else None]]
+        cam_axes = np.stack(views * (t_count if static else 1))  # (T, 3, 3) rows right, up, back
         pixels = self.inner[0] * self.inner[1]
         chunk = max(1, CHUNK_PIXELS // pixels)
         if static:
@@ -151,74 +190,104 @@ class Renderer:
             f1 = min(f0 + chunk, t_count)
             tc = f1 - f0
             if static:
-                origins = np.repeat(origin[None], tc, 0)
-                dirs_c = dirs[None]
-                points, t_floor, base, direct = (a[None] for a in floor)
+                rays = _Chunk(np.repeat(origin[None], tc, 0), dirs[None], *(a[None] for a in floor), static)
             else:
                 per = [self._rays(scene.cameras[f]) for f in range(f0, f1)]
-                origins = np.stack([o for o, _ in per])
-                dirs_c = np.stack([d for _, d in per])
                 fl = [self._floor(o, d, lights) for o, d in per]
-                points, t_floor, base, direct = (np.stack([x[i] for x in fl]) for i in range(4))
-            depth = np.broadcast_to(t_floor, (tc, pixels)).copy()
-            ids = np.zeros((tc, pixels), np.uint8)
-            colour = np.zeros((tc, pixels, 3), np.float32)
-            shadow = np.zeros((tc, pixels), np.float32)
+                rays = _Chunk(
+                    np.stack([o for o, _ in per]),
+                    np.stack([d for _, d in per]),
+                    *(np.stack([x[i] for x in fl]) for i in range(4)),
+                    static,
+                )
+            buf = _Buffers(
+                depth=np.broadcast_to(rays.t_floor, (tc, pixels)).copy(),
+                ids=np.zeros((tc, pixels), np.uint8),
+                colour=np.zeros((tc, pixels, 3), np.float32),
+                shadow=np.zeros((tc, pixels), np.float32),
+            )
             mats = scene.cameras[f0:f1]
-            for k, obj in enumerate(scene.objects):
-                fn = shapes.INTERSECT[obj.shape]
-                s = np.float32(obj.sized)
-                radius = shapes.bounding_radius(obj.shape, obj.sized)
-                centre = loc[k, f0:f1]
-                rt = np.ascontiguousarray(rot[k, f0:f1].transpose(0, 2, 1))  # world -> local
-                corners = centre[:, None].astype(np.float64) + radius * _BOX_SIGNS[None]
-                # --- camera rays
-                f, p = self._elements(self._screen_boxes(corners, mats))
-                if len(f):
-                    d_world = dirs_c[0, p] if static else dirs_c[f, p]
-                    q = np.einsum("tij,tj->ti", rt, origins - centre)[f]
-                    v = np.einsum("nij,nj->ni", rt[f], d_world)
-                    near, _ = shapes.sphere_entry(q, v, radius)
-                    f, p, q, v, d_world = f[near], p[near], q[near], v[near], d_world[near]
-                    t, n_local = fn(q, v, s)
-                    hit = np.isfinite(t)
-                    f, p, t, n_local, d_world = f[hit], p[hit], t[hit], n_local[hit], d_world[hit]
-                    centre_px = self._centre_sample(p)
-                    out.amodal[f0:f1, k] = np.bincount(f[centre_px], minlength=tc)
-                    front = drawn[k, f0 + f] & (t < depth[f, p])
-                    f, p, t, n_local, d_world = f[front], p[front], t[front], n_local[front], d_world[front]
-                    depth[f, p] = t
-                    ids[f, p] = k + 1
-                    normal = np.einsum("nji,nj->ni", rt[f], n_local)  # local -> world
-                    colour[f, p] = self._shade(obj, normal, d_world, light_dirs, lights.intensities)
-                # --- shadow rays from the floor towards the key light
-                if not drawn[k, f0:f1].any():
-                    continue
-                lift = corners[..., 2:3] / max(key[2], 1e-3)
-                shadow_corners = corners - lift * key[None, None].astype(np.float64)
-                f, p = self._elements(self._screen_boxes(shadow_corners, mats))
-                keep = drawn[k, f0 + f]
-                f, p = f[keep], p[keep]
-                if not len(f):
-                    continue
-                pts = points[0, p] if static else points[f, p]
-                q = np.einsum("nij,nj->ni", rt[f], pts - centre[f])
-                v = (rt @ key)[f]
-                near, _ = shapes.sphere_entry(q, v, radius)
-                f, p, q, v = f[near], p[near], q[near], v[near]
-                t, _ = fn(q, v, s)
-                f, p = f[np.isfinite(t)], p[np.isfinite(t)]
-                shadow[f, p] = 1.0
-            lit = base + direct * (1 - SHADOW_STRENGTH * shadow)[..., None]
-            colour = np.where((ids == 0)[..., None], lit, colour)
+            for k in range(k_count):
+                out.amodal[f0:f1, k] = self._draw(
+                    scene, k, f0, f1, rot, drawn, rays, buf, mats, cam_axes[f0:f1]
+                )
+            for k in range(k_count):  # after all objects, so only floor pixels left visible are tested
+                self._cast_shadow(scene, k, f0, f1, rot, drawn, rays, buf, mats)
+            lit = rays.base + rays.direct * (1 - SHADOW_STRENGTH * buf.shadow)[..., None]
+            colour = np.where((buf.ids == 0)[..., None], lit, buf.colour)
             out.rgb[f0:f1] = self._finish(colour)
-            centre_ids = self._centre_grid(ids)
+            centre_ids = self._centre_grid(buf.ids)
             out.ids[f0:f1] = centre_ids
             for k in range(k_count):
                 out.visible[f0:f1, k] = (centre_ids == k + 1).reshape(tc, -1).sum(1)
             if with_depth:
-                out.depth[f0:f1] = self._centre_grid(depth)
+                out.depth[f0:f1] = self._centre_grid(buf.depth)
         return out
+
+    def _draw(self, scene, k, f0, f1, rot, drawn, rays, buf, mats, axes) -> np.ndarray:
+        """Intersect object k's camera rays in frames f0..f1, depth-test and shade them into the buffers.
+        Returns the (Tc,) pixel counts the object would cover alone."""
+        obj = scene.objects[k]
+        tc = f1 - f0
+        radius = shapes.bounding_radius(obj.shape, obj.sized)
+        centre = scene.locations[k, f0:f1].astype(np.float32)
+        rt = np.ascontiguousarray(rot[k, f0:f1].transpose(0, 2, 1))  # world -> local
+        corners = centre[:, None].astype(np.float64) + radius * (_BOX_SIGNS[None] @ axes)  # (Tc, 8, 3)
+        f, p = self._elements(self._screen_boxes(corners, mats))
+        if not len(f):
+            return np.zeros(tc, np.int64)
+        d_world = rays.dirs[0, p] if rays.static else rays.dirs[f, p]
+        # Cheap world-space test against the bounding sphere before transforming rays into the object.
+        rel = rays.origins - centre  # (Tc, 3)
+        near, _ = shapes.sphere_entry(rel[f], d_world, radius)
+        f, p, d_world = f[near], p[near], d_world[near]
+        q = np.einsum("tij,tj->ti", rt, rel)[f]
+        v = np.einsum("nij,nj->ni", rt[f], d_world)
+        t, n_local = shapes.INTERSECT[obj.shape](q, v, np.float32(obj.sized))
+        hit = np.isfinite(t)
+        f, p, t, n_local, d_world = f[hit], p[hit], t[hit], n_local[hit], d_world[hit]
+        amodal = np.bincount(f[self._centre_sample(p)], minlength=tc)
+        front = drawn[k, f0 + f] & (t < buf.depth[f, p])
+        f, p, t, n_local, d_world = f[front], p[front], t[front], n_local[front], d_world[front]
+        buf.depth[f, p] = t
+        buf.ids[f, p] = k + 1
+        normal = np.einsum("nji,nj->ni", rt[f], n_local)  # local -> world
+        lights = scene.lights
+        light_dirs = np.stack([lights.key, lights.fill, lights.back]).astype(np.float32)
+        buf.colour[f, p] = self._shade(obj, normal, d_world, light_dirs, lights.intensities)
+        return amodal
+
+    def _cast_shadow(self, scene, k, f0, f1, rot, drawn, rays, buf, mats) -> None:
+        """Mark visible floor pixels whose ray towards the key light hits object k."""
+        if not drawn[k, f0:f1].any():
+            return
+        obj = scene.objects[k]
+        key = scene.lights.key.astype(np.float64)
+        radius = shapes.bounding_radius(obj.shape, obj.sized)
+        centre = scene.locations[k, f0:f1]
+        # The sphere's shadow lies inside the floor projection (along the light) of a square across it.
+        u = np.cross(key, [0.0, 0.0, 1.0])
+        u = u / max(np.linalg.norm(u), 1e-9) if np.linalg.norm(u) > 1e-9 else np.array([1.0, 0.0, 0.0])
+        wv = np.cross(key, u)
+        square = np.array([su * u + sw * wv for su in (-1, 1) for sw in (-1, 1)])  # (4, 3)
+        corners = centre[:, None] + radius * square[None]
+        corners = corners - (corners[..., 2:3] / max(key[2], 1e-3)) * key
+        f, p = self._elements(self._screen_boxes(corners, mats))
+        keep = drawn[k, f0 + f] & (buf.ids[f, p] == 0)
+        f, p = f[keep], p[keep]
+        if not len(f):
+            return
+        rt = np.ascontiguousarray(rot[k, f0:f1].transpose(0, 2, 1))
+        pts = rays.points[0, p] if rays.static else rays.points[f, p]
+        rel = pts - centre[f].astype(np.float32)
+        key32 = key.astype(np.float32)
+        near, _ = shapes.sphere_entry(rel, np.broadcast_to(key32, rel.shape), radius)
+        f, p, rel = f[near], p[near], rel[near]
+        q = np.einsum("nij,nj->ni", rt[f], rel)
+        v = (rt @ key32)[f]
+        t, _ = shapes.INTERSECT[obj.shape](q, v, np.float32(obj.sized))
+        hit = np.isfinite(t)
+        buf.shadow[f[hit], p[hit]] = 1.0
 
     def _centre_sample(self, p: np.ndarray) -> np.ndarray:
         """Mask of inner pixels that are the centre sample of an output pixel."""

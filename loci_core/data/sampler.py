@@ -29,7 +29,7 @@ LAMP_POSITIONS = np.array([[6.45, -2.91, 4.26], [-4.67, -4.01, 3.01], [-1.17, 2.
 
 
 def _camera_ground_axes() -> tuple[np.ndarray, np.ndarray]:
-    """Unit ground-plane vectors of the nominal camera's right and backward axes (CLEVR's margin directions)."""
+    """Unit ground vectors of the nominal camera's right and backward axes (CLEVR's margin directions)."""
     _, view = ProjectiveCamera(CATER_MATRIX).decompose()
     axes = []
     for row in (view[0, :3], view[2, :3]):
@@ -57,7 +57,9 @@ def _random_object(rng: np.random.Generator, index: int, counts: dict[str, int])
     name = S.BLENDER_NAMES[shape]
     instance = f"{name}_{counts.get(name, 0)}"
     counts[name] = counts.get(name, 0) + 1
-    return dict(shape=shape, size=size, radius=radius, material=material, color=color, rgb=rgb, instance=instance)
+    return dict(
+        shape=shape, size=size, radius=radius, material=material, color=color, rgb=rgb, instance=instance
+    )
 
 
 def place_objects(rng: np.random.Generator, count: int) -> tuple[list[S.SceneObject], np.ndarray]:
@@ -88,8 +90,14 @@ def place_objects(rng: np.random.Generator, count: int) -> tuple[list[S.SceneObj
             yaw = 360.0 * rng.random()
             objects.append(
                 S.SceneObject(
-                    shape=spec["shape"], size=spec["size"], sized=float(sized), material=spec["material"],
-                    color=spec["color"], rgb=tuple(spec["rgb"]), instance=spec["instance"], rotation=float(yaw),
+                    shape=spec["shape"],
+                    size=spec["size"],
+                    sized=float(sized),
+                    material=spec["material"],
+                    color=spec["color"],
+                    rgb=tuple(spec["rgb"]),
+                    instance=spec["instance"],
+                    rotation=float(yaw),
                 )
             )
             centres.append((float(x), float(y), float(sized)))
@@ -120,8 +128,12 @@ class _Planner:
         """Does object k following `path` from `start` (then holding its end) keep the gap to `others`?"""
         if not others:
             return True
-        future = np.concatenate([path, np.repeat(path[-1:], self.last + 1 - start - len(path), axis=0)])
-        other_loc = self.loc[others, start:]  # (n, F, 3)
+        # Everything planned so far ends within this segment (by start + MOVE_MAX + START_JITTER) and then
+        # holds still, so checking up to one frame past that horizon covers the whole future.
+        stop = min(self.last + 1, start + S.MOVE_MAX + S.START_JITTER + 2)
+        future = np.concatenate([path, np.repeat(path[-1:], max(stop - start - len(path), 0), axis=0)])
+        future = future[: stop - start]
+        other_loc = self.loc[others, start:stop]  # (n, F, 3)
         dist = np.linalg.norm(other_loc - future[None], axis=-1)  # (n, F)
         return bool((dist - self.sized[k] - self.sized[others][:, None] >= S.MIN_DIST).all())
 

@@ -202,7 +202,13 @@ def make_dirs(root: Path) -> None:
 
 
 def write_video_set(
-    root: Path, name: str, index: int, seed: int, scene: S.Scene, frames: Frames, background: np.ndarray,
+    root: Path,
+    name: str,
+    index: int,
+    seed: int,
+    scene: S.Scene,
+    frames: Frames,
+    background: np.ndarray,
     lossless: bool = False,
 ) -> None:
     """Write every file of one video."""

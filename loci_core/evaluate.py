@@ -1,0 +1,373 @@
+"""`loci eval`: a checkpoint on whole videos, next to the baselines, in one table.
+
+For every video of the split: `warmup_calls` calls on frame 0, then one call per frame; the call
+on frame t predicts frame t + 1, so Loci's masks, slot positions and snitch read-out of that call
+are compared with the ground truth of frame t + 1 (frames 1 .. T-1). The classical tracker sees
+the same frames and is scored on the same frames.
+
+Results (printed as Markdown, written as JSON plus a PNG plot):
+* CATER snitch localisation at the last frame (loci-model.md §6.3): top-1, top-5, L1, L2, and
+  the per-step L2 binned by frames since the snitch was contained;
+* tracking against the generated ground truth (needs the data set's ground_truth/ files):
+  MOTA, IDF1, FG-ARI, mIoU, position error of each object's tracked slot by object state.
+
+`evaluate_tracks` scores any per-frame label maps (+ positions) of one video, so tracks that come
+from elsewhere (a bag written by `loci bag track`) are scored by the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .camera import CATER_Z0, DEFAULT_GRID, ProjectiveCamera, class_centres
+
+CELL_COLS = DEFAULT_GRID
+
+
+class EvalError(RuntimeError):
+    """An evaluation that cannot run; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring one video's tracks
+
+
+def evaluate_tracks(pred_labels: np.ndarray, item: dict, pred_positions: np.ndarray | None = None,
+                    frames: slice = slice(1, None)) -> dict:
+    """Tracking scores of one video.
+
+    pred_labels (T', H, W) int: 0 = background, e + 1 = entity e, for the frames `frames` of the
+    item (default: all but the first, as for Loci, whose call on frame t predicts frame t + 1);
+    pred_positions (T', E, 2) (p_row, p_col) per entity (NaN where an entity has none); without
+    them an entity's position is the centroid of its mask. `item` is a CaterVideos item with the
+    ground-truth extras (instance_ids, object_states, object_screen, num_objects).
+    Returns {"mot": motmetrics accumulator, "fg_ari", "miou", "position": by-state errors}.
+    """
+    if "instance_ids" not in item:
+        raise EvalError(f"{item.get('name', 'video')}: no ground-truth masks (ground_truth/ missing)")
+    gt = _np(item["instance_ids"])[frames].astype(np.int32)
+    k = int(item["num_objects"])
+    states = _np(item["object_states"])[frames][:, :k]
+    gt_pos = _np(item["object_screen"])[frames][:, :k]
+    pred_labels = np.asarray(pred_labels).astype(np.int32)
+    if pred_labels.shape != gt.shape:
+        raise EvalError(f"{item.get('name', 'video')}: predicted label maps {pred_labels.shape} do not "
+                        f"match the ground truth {gt.shape}")
+    if pred_positions is None:
+        pred_positions = centroids(pred_labels)
+    track = metrics.tracked_entities(gt, pred_labels, states)
+    return {"mot": metrics.mot_accumulator(gt, pred_labels), "fg_ari": metrics.fg_ari(gt, pred_labels),
+            "miou": metrics.matched_miou(gt, pred_labels),
+            "position": metrics.position_error_by_state(gt_pos, states, track, pred_positions, gt.shape[1:])}
+
+
+def centroids(labels: np.ndarray) -> np.ndarray:
+    """(T, H, W) label maps -> (T, E, 2) screen centroid of each entity's pixels (NaN where absent)."""
+    from .camera import pixel_centres
+
+    T, H, W = labels.shape
+    E = int(labels.max()) if labels.size else 0
+    grid = pixel_centres((H, W)).reshape(-1, 2)                      # (H*W, 2)
+    out = np.full((T, E, 2), np.nan)
+    for t in range(T):
+        flat = labels[t].ravel()
+        counts = np.bincount(flat, minlength=E + 1)[1:]
+        sums = np.stack([np.bincount(flat, weights=grid[:, i], minlength=E + 1)[1:] for i in range(2)], -1)
+        ok = counts > 0
+        out[t, ok] = sums[ok] / counts[ok, None]
+    return out
+
+
+def summarise_tracks(per_video: list[dict]) -> dict:
+    """Aggregate evaluate_tracks results over videos."""
+    out = metrics.mot_metrics([v["mot"] for v in per_video])
+    out["fg_ari"] = float(np.nanmean([v["fg_ari"] for v in per_video]))
+    out["miou"] = float(np.nanmean([v["miou"] for v in per_video]))
+    out["position"] = metrics.merge_state_errors([v["position"] for v in per_video])
+    return out
+
+
+def _np(x) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Running Loci over whole videos
+
+
+@dataclass
+class VideoRun:
+    """What Loci produced for one video, for frames 1 .. T-1."""
+    labels: np.ndarray          # (T-1, H, W) int16 slot label maps (argmax of the masks)
+    positions: np.ndarray       # (T-1, O, 2) predicted (p_row, p_col)
+    snitch: np.ndarray | None   # (T-1, 2) read-out or None
+    extras: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def run_loci(model, items: list[dict], warmup_calls: int, device, on_step=None) -> list[VideoRun]:
+    """Run a batch of whole videos (equal length) through the model in eval mode.
+
+    `on_step(t, frame, out)` is called after each real call (t = input frame index) with the batch
+    tensors, for callers that want pictures (loci save)."""
+    model.eval()
+    frames = torch.stack([it["frames"] for it in items]).to(device)          # (B, T, 3, H, W) uint8
+    background = torch.stack([it["background"] for it in items]).to(device)  # (B, 3, H, W)
+    B, T = frames.shape[:2]
+    state = model.initial_state(B, device)
+    first = frames[:, 0].float() / 255.0
+    for _ in range(warmup_calls):
+        _, state = model.step(first, state, background)
+    labels, positions, snitch = [], [], []
+    for t in range(T - 1):
+        frame = frames[:, t].float() / 255.0
+        out, state = model.step(frame, state, background)
+        labels.append(metrics.label_map_from_masks(out.masks.cpu().numpy()).astype(np.int16))
+        positions.append(out.position[..., :2].cpu().numpy())
+        if out.snitch is not None:
+            snitch.append(out.snitch.cpu().numpy())
+        if on_step is not None:
+            on_step(t, frame, out)
+    labels, positions = np.stack(labels, 1), np.stack(positions, 1)          # (B, T-1, ...)
+    snitch = np.stack(snitch, 1) if snitch else None
+    return [VideoRun(labels[b], positions[b], None if snitch is None else snitch[b]) for b in range(B)]
+
+
+# --------------------------------------------------------------------------------------------
+# The whole evaluation
+
+
+def data_resolution(root: Path, name: str) -> tuple[int, int]:
+    """(H, W) of a data set's videos, read from the first video's header."""
+    import cv2
+
+    path = Path(root) / "videos" / f"{name}.avi"
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise EvalError(f"{path}: cannot open the video to read its size")
+    size = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    cap.release()
+    return size
+
+
+def check_resolution(checkpoint: Path, model, data: Path, name: str, resize: bool) -> None:
+    """Refuse data whose videos are not at the model's resolution, unless resizing was asked for."""
+    native = data_resolution(data, name)
+    if native != tuple(model.resolution) and not resize:
+        h, w = model.resolution
+        raise EvalError(f"{checkpoint} works on {w}x{h} frames (level {model.level}) but the videos in "
+                        f"{data} are {native[1]}x{native[0]}; pass --resize to resize them to {w}x{h}")
+
+
+def _screen_to_world(screen: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """(T, 2) screen points, (T, 4, 4) cameras -> (T, 3) world points on the snitch plane."""
+    return np.stack([ProjectiveCamera(c).screen_to_ground(s, CATER_Z0) for s, c in zip(screen, cameras)])
+
+
+class _Method:
+    """Per-method accumulators: final answers, per-step L2 with containment, tracking results."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.final_xy, self.ranked, self.step_l2, self.since, self.tracks = [], [], [], [], []
+
+    def add_snitch(self, screen: np.ndarray, item: dict, frames: slice = slice(1, None)) -> None:
+        """screen (T', 2) the method's snitch screen position for the item's frames `frames`,
+        taken to the snitch plane through each frame's camera."""
+        screen = np.where(np.isfinite(screen), screen, 0.0)  # never found: the image centre
+        self.add_world(_screen_to_world(screen, _np(item["camera"])[frames]), item, frames)
+
+    def add_world(self, world: np.ndarray, item: dict, frames: slice = slice(1, None)) -> None:
+        """world (T', 3) the method's snitch position in the world for the item's frames `frames`."""
+        truth = _np(item["snitch_world"])[frames]
+        self.final_xy.append(world[-1, :2])
+        self.step_l2.append(np.linalg.norm(world - truth, axis=1))
+        self.since.append(metrics.frames_since_contained(_np(item["contained"]))[frames])
+
+    def cater(self, items: list[dict]) -> dict | None:
+        if self.ranked:
+            out = metrics.class_localisation(np.stack(self.ranked), np.array([it["label"] for it in items]),
+                                             CELL_COLS)
+            centres = class_centres(CELL_COLS)[np.stack(self.ranked)[:, 0]]
+            truth = np.stack([_np(it["snitch_world"])[-1] for it in items])
+            out["l2"] = float(np.mean(np.linalg.norm(
+                np.concatenate([centres, np.full((len(centres), 1), CATER_Z0)], 1) - truth, axis=1)))
+            return out
+        if not self.final_xy:
+            return None
+        truth = np.stack([_np(it["snitch_world"])[-1] for it in items])
+        labels = np.array([it["label"] for it in items])
+        return metrics.cater_localisation(np.stack(self.final_xy), truth, labels, class_centres(CELL_COLS),
+                                          CELL_COLS, CATER_Z0)
+
+    def binned(self) -> list[dict] | None:
+        if not self.step_l2:
+            return None
+        return metrics.bin_by_containment(np.concatenate(self.step_l2), np.concatenate(self.since))
+
+
+def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, videos: int | None = None,
+             out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
+             progress: bool = True) -> dict:
+    """Run the whole evaluation; returns the results dict (also written to out_dir)."""
+    from tqdm import tqdm
+
+    from .baselines.chance import chance_ranking
+    from .baselines.classical import ClassicalTracker
+    from .baselines.last_seen import last_seen_track
+    from .checkpoint import load_model
+    from .data.dataset import CaterVideos
+    from .data.reader import read_split
+
+    model, cfg, _ = load_model(checkpoint, device=device)
+    torch.manual_seed(cfg.train.seed)
+    dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
+    if len(dataset) == 0:
+        raise EvalError(f"{data}: the {split} split is empty")
+    check_resolution(checkpoint, model, data, dataset.entries[0].name, resize)
+    n = len(dataset) if videos is None else min(videos, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    has_gt = all("instance_ids" in it for it in items)
+
+    methods = {name: _Method(name) for name in ("loci", "last seen (oracle)", "classical tracker", "chance")}
+    loci_m, last_m, classic_m, chance_m = methods.values()
+    tracker = ClassicalTracker()
+    bar = tqdm(total=n, unit="video", desc="eval", disable=not progress)
+    snitch_off = cfg.model.snitch == "off"
+    for start in range(0, n, batch):
+        chunk = items[start:start + batch]
+        if len({it["frames"].shape for it in chunk}) != 1:
+            raise EvalError("videos of different lengths in one batch; use --batch 1")
+        for it, res in zip(chunk, run_loci(model, chunk, cfg.train.warmup_calls, device)):
+            if res.snitch is not None:
+                loci_m.add_snitch(res.snitch, it)
+            if has_gt:
+                loci_m.tracks.append(evaluate_tracks(res.labels, it, res.positions))
+                k = int(it["num_objects"])
+                snitch_k = int(np.flatnonzero(_np(it["object_shape"])[:k] == _spl_index())[0])
+                visible = _np(it["object_states"])[:, snitch_k] == metrics.VISIBLE
+                seen = last_seen_track(_np(it["snitch_world"]), visible)   # (T, 3)
+                seen[:, 2] = CATER_Z0            # answers live on the snitch plane like everyone's
+                last_m.add_world(seen[1:], it)
+            classic = tracker.run(_np(it["frames"]), _np(it["background"]))
+            classic_m.add_snitch(classic.snitch[1:], it)
+            if has_gt:
+                classic_m.tracks.append(evaluate_tracks(classic.labels[1:], it, classic.positions[1:]))
+            bar.update()
+    bar.close()
+    train_labels = [e.label if e.label is not None else -1 for e in read_split(data, "train")]
+    train_labels = [label for label in train_labels if label >= 0]
+    chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
+
+    results = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "videos": n,
+               "resolution": list(model.resolution), "snitch_readout": cfg.model.snitch,
+               "tracking_ground_truth": has_gt, "cater": {}, "tracking": {}, "l2_by_containment": {}}
+    for name, m in methods.items():
+        table = m.cater(items)
+        if table is not None:
+            results["cater"][name] = table
+        binned = m.binned()
+        if binned is not None:
+            results["l2_by_containment"][name] = binned
+        if m.tracks:
+            results["tracking"][name] = summarise_tracks(m.tracks)
+    if snitch_off:
+        results["notes"] = ["the checkpoint has no snitch read-out (model.snitch = off): "
+                            "no CATER numbers for Loci"]
+    if out_dir is not None:
+        _write(results, Path(out_dir))
+    return results
+
+
+def _spl_index() -> int:
+    from .data.scene import ALL_SHAPES
+
+    return ALL_SHAPES.index("spl")
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _f(x, digits=3, scale=1.0) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x * scale:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Evaluation of `{results['checkpoint']}` on {results['videos']} {results['split']} videos of "
+             f"`{results['data']}` at {results['resolution'][1]}x{results['resolution'][0]}", ""]
+    lines += ["CATER snitch localisation (last frame):", "",
+              "| method | top-1 % | top-5 % | L1 (cells) | L2 (world) |", "|---|---|---|---|---|"]
+    for name, r in results["cater"].items():
+        lines.append(f"| {name} | {_f(r['top1'], 1, 100)} | {_f(r['top5'], 1, 100)} | {_f(r['l1'], 2)} | "
+                     f"{_f(r.get('l2'), 2)} |")
+    for note in results.get("notes", []):
+        lines.append(f"\nNote: {note}")
+    if results["tracking"]:
+        states = metrics.STATE_NAMES
+        lines += ["", "Tracking against the generated ground truth (frames 1..T-1; position error in pixels, "
+                  "lost = share of frames without a tracked entity):", "",
+                  "| method | MOTA | IDF1 | FG-ARI | mIoU | "
+                  + " | ".join(f"{s} px (lost)" for s in states) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(states)]
+        for name, r in results["tracking"].items():
+            pos = " | ".join(f"{_f(r['position'][s]['error_px'], 1)} ({_f(r['position'][s]['lost'], 2)})"
+                             for s in states)
+            lines.append(f"| {name} | {_f(r['mota'])} | {_f(r['idf1'])} | {_f(r['fg_ari'])} | "
+                         f"{_f(r['miou'])} | {pos} |")
+    elif not results["tracking_ground_truth"]:
+        lines.append("\nNo tracking metrics: the data set has no ground_truth/ files (real CATER).")
+    return "\n".join(lines)
+
+
+def _write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / "results.md").write_text(markdown(results) + "\n")
+    if results["l2_by_containment"]:
+        metrics.plot_binned_l2(results["l2_by_containment"], out / "l2_by_containment.png")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint: CATER table, tracking metrics, baselines",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
+    p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
+    p.add_argument("--batch", type=int, default=8, help="videos per batch")
+    p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
+    p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .checkpoint import CheckpointError
+    from .data.reader import CaterFormatError
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
+    try:
+        results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
+                           args.resize, progress=not args.no_progress)
+    except (EvalError, CheckpointError, CaterFormatError, OSError) as err:
+        print(f"loci eval: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(results))
+    print(f"\nwritten to {out}/ (results.json, results.md, l2_by_containment.png)", file=sys.stderr)
+    return 0
+

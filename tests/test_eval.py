@@ -1,0 +1,74 @@
+"""`loci eval` end to end on the tiny training run, the resolution check, and evaluate_tracks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from loci_core.cli import main
+from loci_core.data.dataset import CaterVideos
+from loci_core.evaluate import evaluate_tracks, summarise_tracks
+from tests import test_train_fixtures as fx
+from tests.test_train_fixtures import latest_checkpoint
+
+tiny_data, tiny_run = fx.tiny_data, fx.tiny_run    # session fixtures shared with test_train / test_save
+
+
+def test_eval_end_to_end(tiny_run, tiny_data, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["eval", "--checkpoint", str(latest_checkpoint(tiny_run)), "--data", str(tiny_data),
+               "--split", "all", "--batch", "2", "--out", str(out), "--device", "cpu", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "| method | top-1 % |" in printed and "| method | MOTA |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().strip() == printed.strip()
+    assert (out / "l2_by_containment.png").stat().st_size > 1000
+    assert results["videos"] == 4
+    methods = {"loci", "last seen (oracle)", "classical tracker", "chance"}
+    assert set(results["cater"]) == methods
+    for r in results["cater"].values():
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0 and np.isfinite(r["l2"])
+    # The oracle answers with the true position whenever the snitch is visible at the end.
+    assert results["cater"]["last seen (oracle)"]["l2"] < results["cater"]["chance"]["l2"]
+    assert set(results["tracking"]) == {"loci", "classical tracker"}
+    for r in results["tracking"].values():
+        assert r["gt_instances"] > 0 and -np.inf < r["mota"] <= 1 and set(r["position"]) == {
+            "visible", "occluded", "contained", "carried"}
+
+
+def test_eval_is_deterministic(tiny_run, tiny_data, tmp_path):
+    args = ["eval", "--checkpoint", str(latest_checkpoint(tiny_run)), "--data", str(tiny_data),
+            "--split", "all", "--videos", "2", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert a["cater"] == b["cater"] and a["tracking"] == b["tracking"]
+
+
+def test_eval_refuses_other_resolution_unless_asked(tiny_run, tmp_path, capsys):
+    data = tmp_path / "small"
+    assert main(["generate", "--out", str(data), "--videos", "2", "--frames", "6", "--size", "40x30"]) == 0
+    ckpt = str(latest_checkpoint(tiny_run))
+    rc = main(["eval", "--checkpoint", ckpt, "--data", str(data), "--split", "all", "--no-progress",
+               "--device", "cpu", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "80x60" in err and "40x30" in err and "--resize" in err and "Traceback" not in err
+    assert main(["eval", "--checkpoint", ckpt, "--data", str(data), "--split", "all", "--no-progress",
+                 "--device", "cpu", "--resize", "--out", str(tmp_path / "e")]) == 0
+
+
+def test_evaluate_tracks_on_ground_truth_itself(tiny_data):
+    item = CaterVideos(tiny_data, split="all", size=(60, 80))[0]
+    perfect = item["instance_ids"].numpy()[1:]
+    res = evaluate_tracks(perfect, item)
+    summary = summarise_tracks([res])
+    assert summary["mota"] == pytest.approx(1.0) and summary["idf1"] == pytest.approx(1.0)
+    assert summary["fg_ari"] == pytest.approx(1.0) and summary["miou"] == pytest.approx(1.0)
+    # Mask centroids lie near the projected object centres (a few pixels at 80x60).
+    assert summary["position"]["visible"]["error_px"] < 6.0
+    with pytest.raises(Exception, match="do not match"):
+        evaluate_tracks(perfect[:-1], item)

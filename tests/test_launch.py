@@ -1,0 +1,154 @@
+"""launch/tracker.launch.py and the config files it points at.
+
+`launch`/`launch_ros` cannot be installed from pip, so the launch file's structure is checked from its
+syntax tree (arguments, the node, its parameters and remappings, the RViz node). Where launch_ros is
+importable (a real ROS 2 install with this package built) the launch file is also run for real.
+"""
+
+import ast
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = REPO / "launch" / "tracker.launch.py"
+ARGUMENTS = {"image_topic", "camera_info_topic", "params_file", "checkpoint", "namespace", "use_sim_time",
+             "rviz"}
+
+
+def calls(tree, name):
+    """Every call of `name(...)` in the tree, as {keyword: node} plus the positional args."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name:
+            found.append(node)
+    return found
+
+
+def keyword(call, name):
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    raise AssertionError(f"{ast.unparse(call)[:80]}... has no keyword {name}")
+
+
+def launch_config(node):
+    """'x' for LaunchConfiguration('x'), else None."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "LaunchConfiguration":
+        return node.args[0].value
+    return None
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return ast.parse(LAUNCH.read_text())
+
+
+def test_launch_arguments(tree):
+    declared = {c.args[0].value: c for c in calls(tree, "DeclareLaunchArgument")}
+    assert set(declared) == ARGUMENTS
+    for name, call in declared.items():
+        assert ast.literal_eval(keyword(call, "description")), f"argument {name} has no description"
+        keyword(call, "default_value")
+    assert ast.literal_eval(keyword(declared["rviz"], "choices")) == ["true", "false"]
+    assert ast.literal_eval(keyword(declared["use_sim_time"], "choices")) == ["true", "false"]
+    # every argument is used somewhere
+    used = {launch_config(n) for n in ast.walk(tree)}
+    assert ARGUMENTS <= used
+    assert "generate_launch_description" in {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+
+
+def test_tracker_node_action(tree):
+    nodes = {ast.literal_eval(keyword(c, "executable")): c for c in calls(tree, "Node")}
+    assert set(nodes) == {"tracker_node", "rviz2"}
+    node = nodes["tracker_node"]
+    assert ast.literal_eval(keyword(node, "name")) == "loci_tracker"
+    assert launch_config(keyword(node, "namespace")) == "namespace"
+    package = keyword(node, "package")
+    assert (ast.literal_eval(package) if isinstance(package, ast.Constant) else
+            {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} >= {package.id})
+    remaps = {ast.literal_eval(pair.elts[0]): launch_config(pair.elts[1])
+              for pair in keyword(node, "remappings").elts}
+    assert remaps == {"image": "image_topic", "camera_info": "camera_info_topic"}
+    params = keyword(node, "parameters").elts
+    assert launch_config(params[0]) == "params_file"
+    overrides = params[1]  # the dict of overrides built before the Node
+    assert isinstance(overrides, ast.Name)
+    source = ast.unparse(tree).replace("'", '"')
+    sim_time = '"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)'
+    assert sim_time in source
+    assert 'overrides["checkpoint"] = checkpoint' in source  # only when the argument is given
+
+    rviz = nodes["rviz2"]
+    assert launch_config(keyword(rviz, "condition").args[0]) == "rviz"
+    args = ast.unparse(keyword(rviz, "arguments"))
+    assert "-d" in args and "tracker.rviz" in args
+
+
+def test_config_files_fit_the_node():
+    params = yaml.safe_load((REPO / "config" / "tracker.yaml").read_text())
+    assert list(params) == ["loci_tracker"]
+    values = params["loci_tracker"]["ros__parameters"]
+    rclpy = pytest.importorskip("rclpy")  # the node module needs the ROS message packages
+    assert rclpy
+    from loci_ros.tracker_node import NODE_NAME, PARAMETERS
+
+    assert NODE_NAME == "loci_tracker"
+    assert set(values) == set(PARAMETERS), "config/tracker.yaml and the node's parameters differ"
+    for name, value in values.items():
+        default = PARAMETERS[name][0]
+        assert type(value) is type(default), f"{name}: {value!r} has another type than the node's {default!r}"
+
+    rviz = yaml.safe_load((REPO / "config" / "tracker.rviz").read_text())
+    shown = {(d["Class"], d["Topic"]["Value"]) for d in rviz["Visualization Manager"]["Displays"]
+             if d.get("Enabled") and "Topic" in d}
+    assert shown == {("rviz_default_plugins/Image", "/loci/debug_image"),
+                     ("rviz_default_plugins/MarkerArray", "/loci/markers")}
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == values["ground_frame_id"]
+
+    shm = (REPO / "config" / "fastdds_shm.xml").read_text()
+    assert "<segment_size>16777216</segment_size>" in shm
+
+
+@pytest.mark.ros
+def test_launch_file_runs(tiny_checkpoint):
+    """Only on a real ROS 2 install with this package built (launch_ros and the package share exist)."""
+    launch = pytest.importorskip("launch")
+    pytest.importorskip("launch_ros")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("loci_ros")
+    except PackageNotFoundError:
+        pytest.skip("loci_ros is not installed in an ament prefix")
+    import rclpy
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    description = launch.LaunchDescription([IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(LAUNCH)),
+        launch_arguments={"checkpoint": str(tiny_checkpoint), "namespace": "launch_test",
+                          "rviz": "false"}.items())])
+    service = launch.LaunchService()
+    service.include_launch_description(description)
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    rclpy.init()
+    node = rclpy.create_node("launch_test_probe")
+    try:
+        found = False
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not found:
+            found = ("loci_tracker", "/launch_test") in node.get_node_names_and_namespaces()
+            time.sleep(0.2)
+        assert found, "the launch file did not start /launch_test/loci_tracker"
+        topics = dict(node.get_topic_names_and_types())
+        assert "vision_msgs/msg/Detection2DArray" in topics.get("/launch_test/detections", [])
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        service.shutdown()
+        runner.join(timeout=10)

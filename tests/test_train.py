@@ -1,0 +1,151 @@
+"""`loci train` end to end on 4 tiny generated videos: finite loss, checkpoints, exact resume,
+Ctrl-C, a non-finite loss, and 2-process torchrun on CPU."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from loci_core.checkpoint import load_checkpoint, load_model
+from loci_core.cli import main
+from loci_core.optim import parameter_groups
+from loci_core.run_dir import RunDir
+from tests import test_train_fixtures as fx
+from tests.test_train_fixtures import CHECKPOINT_EVERY, REPO, UPDATES, latest_checkpoint, tiny_config
+
+tiny_data, tiny_run = fx.tiny_data, fx.tiny_run    # session fixtures shared with test_eval / test_save
+
+PY = sys.executable
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_run_writes_checkpoints_logs_and_config(tiny_run):
+    ckpts = RunDir(tiny_run).list_checkpoints()
+    assert [p.name for p in ckpts] == [f"step-{s:09d}.pt" for s in range(CHECKPOINT_EVERY, UPDATES + 1,
+                                                                          CHECKPOINT_EVERY)]
+    ckpt = load_checkpoint(ckpts[-1])
+    assert ckpt["global_step"] == UPDATES
+    assert ckpt["resolution"] == [60, 80] and tuple(ckpt["background"].shape) == (3, 60, 80)
+    assert {"slot_init", "main", "background"} <= set(ckpt["optimisers"])
+    rows = _rows(tiny_run)
+    assert [int(r["step"]) for r in rows] == list(range(5, UPDATES + 1, 5))
+    losses = [float(r["loss/total"]) for r in rows]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert (tiny_run / "config.yaml").is_file()
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+    model, cfg, _ = load_model(ckpts[-1])
+    assert cfg.train.batch_size == 2
+
+
+def test_every_parameter_has_an_optimiser_group(tiny_run):
+    model, _, _ = load_model(latest_checkpoint(tiny_run))
+    groups = parameter_groups(model)
+    assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
+
+
+def test_resume_from_mid_run_checkpoint_is_exact(tiny_run, tiny_data, tmp_path):
+    # A copy of the run that only got as far as update 10 (the middle of a sequence: 9 calls each).
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_run / "config.yaml", resumed / "config.yaml")
+    shutil.copy(tiny_run / "checkpoints" / f"step-{CHECKPOINT_EVERY:09d}.pt", resumed / "checkpoints")
+    mid = load_checkpoint(resumed / "checkpoints" / f"step-{CHECKPOINT_EVERY:09d}.pt")
+    assert mid["train_state"]["call"] != 0 and mid["ranks"][0]["sequence"] is not None
+    assert main(["train", "--resume", str(resumed), "--no-progress"]) == 0
+
+    a = load_checkpoint(latest_checkpoint(tiny_run))
+    b = load_checkpoint(latest_checkpoint(resumed))
+    assert a["global_step"] == b["global_step"] == UPDATES
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    assert a["train_state"] == b["train_state"]
+    # The logged losses after the resume point are the same numbers too.
+    loss = [k for k in _rows(tiny_run)[0] if k.startswith("loss/")]
+    after = [{k: r[k] for k in loss} for r in _rows(tiny_run) if int(r["step"]) > CHECKPOINT_EVERY]
+    again = [{k: r[k] for k in loss} for r in _rows(resumed) if int(r["step"]) > CHECKPOINT_EVERY]
+    assert after == again
+
+
+def test_refuses_to_overwrite_a_run(tiny_run, tiny_data, capsys):
+    rc = main(["train", "--config", str(tiny_run / "config.yaml"), "--data", str(tiny_data),
+               "--out", str(tiny_run), "--no-progress"])
+    assert rc == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_sigint_leaves_a_loadable_checkpoint(tiny_data, tmp_path):
+    cfg = tiny_config(tmp_path / "cfg.yaml", updates=100000, checkpoint_every=100000, log_every=1)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([PY, "-m", "loci_core.train", "--config", str(cfg), "--data", str(tiny_data),
+                             "--out", str(run), "--split", "all", "--device", "cpu", "--no-progress"],
+                            env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "metrics.csv").is_file() and len(_rows(run)) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by signal" in err and "Traceback" not in err
+    ckpt = latest_checkpoint(run)
+    data = load_checkpoint(ckpt)
+    assert data["global_step"] >= 3
+    model, _, _ = load_model(ckpt)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, capsys):
+    # An absurd learning rate drives the weights to inf within a few updates.
+    cfg = tiny_config(tmp_path / "cfg.yaml", learning_rate=1.0e30, background_learning_rate=1.0e30,
+                      checkpoint_every=2, updates=200)
+    run = tmp_path / "run"
+    rc = main(["train", "--config", str(cfg), "--data", str(tiny_data), "--out", str(run), "--split", "all",
+               "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "not finite" in err
+    kept = RunDir(run).list_checkpoints()
+    assert kept and str(kept[-1]) in err          # the message names the last good checkpoint
+    for ckpt in kept:
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(ckpt)["model"].values())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_stay_in_sync(tiny_data, tmp_path):
+    cfg = tiny_config(tmp_path / "cfg.yaml", batch_size=1, updates=6, checkpoint_every=100)
+    run = tmp_path / "run"
+    torchrun = Path(PY).parent / "torchrun"
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                           "--master_port", str(_free_port()), "-m", "loci_core.train", "--config", str(cfg),
+                           "--data", str(tiny_data), "--out", str(run), "--split", "all", "--device", "cpu",
+                           "--no-progress"],
+                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Each rank hashes its own parameters; rank 0 compares all digests.
+    assert "parameters identical on all 2 processes" in proc.stderr
+    ckpt = load_checkpoint(latest_checkpoint(run))
+    assert ckpt["global_step"] == 6 and len(ckpt["ranks"]) == 2
