@@ -1,8 +1,8 @@
 """ament_python package 'loci_ros': installs loci_core and loci_ros, their console scripts,
 and the ROS share files (package.xml, resource marker, launch files, configs)."""
 
-from glob import glob
 import os
+from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -17,13 +17,13 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["loci_core", "loci_core.*", "loci_ros", "loci_ros.*"]),
-    package_data={"loci_core": ["../config/models/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         (os.path.join("share", PACKAGE), ["package.xml"]),
         share("launch", "*.launch.py"),
         share("config", "*.yaml"),
         share("config", "*.rviz"),
+        share("config", "*.xml"),
         share("config/models", "*.yaml"),
         share("models", "*.pt"),
         share("models", "*.md"),

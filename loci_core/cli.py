@@ -2,8 +2,9 @@
 only wires them together. A command module exposes `register(subparsers)`, which adds its
 parser(s) and sets `func` to a callable taking the parsed args and returning an exit code.
 
-Commands that need ROS message types live in loci_ros and are added only when that package
-is importable, so loci_core itself never imports ROS.
+Only the module of the command being run is imported (torch, scipy and rclpy take seconds to
+import); `loci --help` imports them all to list them. Commands that need ROS message types live
+in loci_ros and are offered only when that package is importable, so loci_core never imports ROS.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import importlib
 import importlib.util
 import sys
 
-CORE_COMMANDS = (
-    "loci_core.data.commands",   # generate, data preview, data stats
-    "loci_core.train",           # train
-    "loci_core.evaluate",        # eval
-    "loci_core.save_latents",    # save
-    "loci_core.playground",      # playground
-)
-ROS_COMMANDS = (
-    "loci_ros.bag_commands",     # bag make | play | track
-    "loci_ros.demo",             # demo
-)
+COMMANDS = {
+    "generate": "loci_core.data.commands",
+    "data": "loci_core.data.commands",
+    "train": "loci_core.train",
+    "eval": "loci_core.evaluate",
+    "save": "loci_core.save_latents",
+    "playground": "loci_core.playground",
+    "bag": "loci_ros.bag_commands",
+    "demo": "loci_ros.demo",
+}
 
 
 def _available(module: str) -> bool:
@@ -33,18 +33,21 @@ def _available(module: str) -> bool:
         return False
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every available command, or only with the module that owns `command`."""
     parser = argparse.ArgumentParser(
         prog="loci", description="Loci slot tracking: data, training, evaluation, tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in CORE_COMMANDS + ROS_COMMANDS:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
         if _available(module):
             importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -22,8 +22,9 @@ from .latents import Latents, save_latents
 
 # Enlarge small frames in the overlay video so that 80x60 stays readable.
 OVERLAY_MIN_WIDTH = 320
-# Playback rate of the overlay video (CATER is 24 fps; half speed makes slots easier to follow).
-OVERLAY_FPS = 12.0
+# Playback rate of the overlay video (CATER is 24 fps; slower makes slots easier to follow; GIF
+# frame times are whole centiseconds, so 10 fps plays exactly).
+OVERLAY_FPS = 10.0
 
 
 def save_video_latents(checkpoint: Path, data: Path, video: str | int, out: Path, split: str = "all",

@@ -46,9 +46,10 @@ class Entity:
     """(x_min, y_min, x_max, y_max) in input pixels, max exclusive: the mask's extent when visible; when
     hidden, the last visible box size (or +-HIDDEN_BOX_SIGMAS sigma) centred on the tracked position"""
     visibility: float
-    """0..1, how much of the slot is visible now (the model's estimate)"""
+    """0..1, the slot's largest mask value in the model's current masks: near 1 where it clearly owns pixels,
+    near 0 when it is occluded or inside another object"""
     hidden: bool
-    """visible in an earlier frame of this stream, not now"""
+    """visible (visibility >= visibility_threshold) in an earlier frame of this stream, not now"""
     priority: float
     """depth order: larger is in front"""
     gestalt: np.ndarray
@@ -129,6 +130,7 @@ class OnlineTracker:
         self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self._was_visible = np.zeros(self.num_slots, bool)
         self._last_box_size = np.full((self.num_slots, 2), np.nan)  # (width, height) in input pixels
+        self._input_shape = None
         self.frames = 0
 
     @torch.inference_mode()
@@ -182,13 +184,13 @@ class OnlineTracker:
         hidden = ~visible & self._was_visible
         self._was_visible |= visible
 
-        # Per-pixel winner among background and slots, at input resolution: resizing the soft masks first
-        # keeps edges smooth when the input is larger than the model.
-        probs = out.masks[0].float().permute(1, 2, 0).cpu().numpy()  # (h, w, O+1), last = background
-        if (H, W) != (h, w):
-            probs = _resize_channels(probs, (H, W))
-        winner = probs.argmax(axis=2)                               # (H, W), O = background
-        labels = np.where(np.append(visible, False)[winner], winner + 1, 0).astype(np.uint8)
+        # Per-pixel winner among the slots and the background (index O), at input resolution: resizing the
+        # soft masks first keeps edges smooth when the input is larger than the model. Invisible slots' pixels
+        # go to the background, so labels, masks and the hidden flag agree.
+        winner = _upsampled_argmax(out.masks[0].float().cpu().numpy(), (H, W))  # (H, W) uint8
+        to_label = np.zeros(256, np.uint8)
+        to_label[:self.num_slots] = np.where(visible, np.arange(1, self.num_slots + 1), 0)
+        labels = cv2.LUT(winner, to_label)                                     # (H, W) uint8
         boxes, has_pixels = _label_boxes(labels, self.num_slots)   # (O, 4), (O,)
 
         # Slot centre: model pixel coordinate of the Gaussian's grid, mapped through the resize.
@@ -198,6 +200,9 @@ class OnlineTracker:
         sigma_model = (1 + max(h, w) * s) / 2                      # Gaussian std in model pixels
         sigma_x, sigma_y = sigma_model * sx, sigma_model * sy
 
+        if self._input_shape != (H, W):  # remembered box sizes are in the pixels of another input size
+            self._last_box_size[:] = np.nan
+            self._input_shape = (H, W)
         box_size = boxes[:, 2:] - boxes[:, :2]
         self._last_box_size[has_pixels] = box_size[has_pixels]
         fallback = np.stack([2 * HIDDEN_BOX_SIGMAS * sigma_x, 2 * HIDDEN_BOX_SIGMAS * sigma_y], axis=1)
@@ -245,13 +250,23 @@ def default_ground_height(camera) -> float:
     return CATER_Z0 if isinstance(camera, ProjectiveCamera) else 0.0
 
 
-def _resize_channels(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of (h, w, C) float32 to (H, W, C); cv2 takes at most 512 channels per call."""
+def _upsampled_argmax(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Index of the largest of C (h, w) float planes after bilinear resizing to (H, W): (H, W) uint8.
+
+    A running maximum over the C planes (C = slots + 1, a handful) is about twice as fast as numpy's argmax
+    over a short last axis on full frames."""
     H, W = shape
-    parts = [cv2.resize(arr[:, :, i:i + 512], (W, H), interpolation=cv2.INTER_LINEAR)
-             for i in range(0, arr.shape[2], 512)]
-    parts = [p[:, :, None] if p.ndim == 2 else p for p in parts]
-    return np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+
+    def resized(plane):
+        return plane if plane.shape == (H, W) else cv2.resize(plane, (W, H), interpolation=cv2.INTER_LINEAR)
+
+    best = resized(planes[0]).copy()
+    winner = np.zeros((H, W), np.uint8)
+    for k in range(1, len(planes)):
+        plane = resized(planes[k])
+        np.putmask(winner, plane > best, k)
+        np.maximum(best, plane, out=best)
+    return winner
 
 
 def _label_boxes(labels: np.ndarray, num_slots: int) -> tuple[np.ndarray, np.ndarray]:

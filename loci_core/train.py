@@ -266,6 +266,9 @@ class Trainer:
         mine = ranks[self.dist.rank]
         self.state = _state_from_data(mine["sequence"], self.device)
         _set_rng_state(mine["rng"], self.generator)
+        if self.dist.main:  # logs written after this checkpoint by the run's earlier life go
+            self.run.truncate_logs(self.global_step)
+            self.run.tensorboard(self.global_step)
 
     # ---------------------------------------------------------------- data
 

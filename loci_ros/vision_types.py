@@ -49,15 +49,15 @@ def typestore() -> Any:
     return store
 
 
-def T(msgtype: str) -> Any:  # noqa: N802 (a type lookup reads best short)
+def msg_type(msgtype: str) -> Any:
     """The rosbags class of e.g. 'vision_msgs/msg/Detection2D'."""
     return typestore().types[msgtype]
 
 
 def header(stamp_ns: int, frame_id: str) -> Any:
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return T("std_msgs/msg/Header")(stamp=T("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec),
-                                     frame_id=frame_id)
+    stamp = msg_type("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec)
+    return msg_type("std_msgs/msg/Header")(stamp=stamp, frame_id=frame_id)
 
 
 def stamp_ns(hdr: Any) -> int:
@@ -68,27 +68,28 @@ def stamp_ns(hdr: Any) -> int:
 def _zero_pose_with_covariance() -> Any:
     import numpy as np
 
-    point = T("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=0.0)
-    quat = T("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0)
-    pose = T("geometry_msgs/msg/Pose")(position=point, orientation=quat)
-    return T("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=np.zeros(36, np.float64))
+    point = msg_type("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=0.0)
+    quat = msg_type("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0)
+    pose = msg_type("geometry_msgs/msg/Pose")(position=point, orientation=quat)
+    return msg_type("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=np.zeros(36, np.float64))
 
 
 def detection(hdr: Any, track_id: str, box_xyxy: tuple[float, float, float, float],
               class_id: str, score: float) -> Any:
     """A Detection2D with one hypothesis; box as (x_min, y_min, x_max, y_max) in pixels."""
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    middle = T("vision_msgs/msg/Point2D")(x=(x0 + x1) / 2, y=(y0 + y1) / 2)
-    center = T("vision_msgs/msg/Pose2D")(position=middle, theta=0.0)
-    bbox = T("vision_msgs/msg/BoundingBox2D")(center=center, size_x=x1 - x0, size_y=y1 - y0)
-    hypothesis = T("vision_msgs/msg/ObjectHypothesisWithPose")(
-        hypothesis=T("vision_msgs/msg/ObjectHypothesis")(class_id=class_id, score=float(score)),
+    middle = msg_type("vision_msgs/msg/Point2D")(x=(x0 + x1) / 2, y=(y0 + y1) / 2)
+    center = msg_type("vision_msgs/msg/Pose2D")(position=middle, theta=0.0)
+    bbox = msg_type("vision_msgs/msg/BoundingBox2D")(center=center, size_x=x1 - x0, size_y=y1 - y0)
+    hypothesis = msg_type("vision_msgs/msg/ObjectHypothesisWithPose")(
+        hypothesis=msg_type("vision_msgs/msg/ObjectHypothesis")(class_id=class_id, score=float(score)),
         pose=_zero_pose_with_covariance())
-    return T("vision_msgs/msg/Detection2D")(header=hdr, results=[hypothesis], bbox=bbox, id=str(track_id))
+    return msg_type("vision_msgs/msg/Detection2D")(header=hdr, results=[hypothesis], bbox=bbox,
+                                                   id=str(track_id))
 
 
 def detection_array(hdr: Any, detections: list) -> Any:
-    return T("vision_msgs/msg/Detection2DArray")(header=hdr, detections=list(detections))
+    return msg_type("vision_msgs/msg/Detection2DArray")(header=hdr, detections=list(detections))
 
 
 def box_xyxy(det: Any) -> tuple[float, float, float, float]:

@@ -9,6 +9,7 @@ from loci_core.checkpoint import load_model
 from loci_core.cli import main
 from loci_core.data.reader import read_split
 from loci_core.latents import load_latents
+from loci_core.save_latents import OVERLAY_FPS
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import latest_checkpoint
 
@@ -36,7 +37,12 @@ def test_save_end_to_end(tiny_run, tiny_data, tmp_path, capsys):
     with Image.open(sheets[0]) as im:
         assert im.width > 3 * 80 and im.height > 2 * 60
     with Image.open(out / "overlay.gif") as gif:
-        assert gif.n_frames == FRAMES - 1
+        # Pillow merges identical consecutive frames into one longer frame: count play time instead.
+        total = 0
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            total += gif.info["duration"]
+    assert total == (FRAMES - 1) * int(1000 / OVERLAY_FPS)
     assert "latents:" in capsys.readouterr().out
 
 

@@ -59,7 +59,7 @@ def test_rosidl_generated_hashes_match_upstream_and_rosbags():
         assert own["hash_string"] == store.hash_rihs01(f"vision_msgs/msg/{name}"), name
 
 
-def test_cdr_is_identical_between_rclpy_and_rosbags():
+def test_cdr_interoperates_between_rclpy_and_rosbags():
     vision_msgs = pytest.importorskip("vision_msgs.msg")
     from rclpy.serialization import deserialize_message, serialize_message
 
@@ -73,9 +73,11 @@ def test_cdr_is_identical_between_rclpy_and_rosbags():
     assert [d.id for d in ros_msg.detections] == ["0", "1", "2", "3"]
     assert vision_types.box_xyxy(ros_msg.detections[3]) == pytest.approx((3, 6, 13.5, 13.25))
     assert ros_msg.detections[2].results[0].hypothesis.score == pytest.approx(0.2)
-    assert serialize_message(ros_msg) == raw
+    # rclpy's bytes carry the same data; only alignment padding may differ (rclpy does not zero it),
+    # so compare after a rosbags round trip, which writes zero padding
     store = vision_types.typestore()
     back = store.deserialize_cdr(serialize_message(ros_msg), "vision_msgs/msg/Detection2DArray")
+    assert bytes(store.serialize_cdr(back, "vision_msgs/msg/Detection2DArray")) == raw
     assert back.detections[1].bbox.size_x == pytest.approx(10.5)
     np.testing.assert_array_equal(back.detections[0].results[0].pose.covariance, np.zeros(36))
 

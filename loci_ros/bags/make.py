@@ -68,9 +68,9 @@ def camera_info(k: np.ndarray, width: int, height: int, header) -> object:
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)
     p = np.zeros((3, 4))
     p[:, :3] = k
-    roi = vt.T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0,
+    roi = vt.msg_type("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0,
                                                    do_rectify=False)
-    return vt.T(CAMERA_INFO)(header=header, height=height, width=width, distortion_model="plumb_bob",
+    return vt.msg_type(CAMERA_INFO)(header=header, height=height, width=width, distortion_model="plumb_bob",
                              d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p.reshape(-1),
                              binning_x=0, binning_y=0, roi=roi)
 
@@ -98,7 +98,7 @@ def write_videos(videos: Iterable[Video], out: str | Path, storage: str = "mcap"
         raise ValueError(f"fps must be positive, got {fps}")
     names, frames = [], 0
     t0 = int(start_ns)
-    image_type = vt.T(IMAGE)
+    image_type = vt.msg_type(IMAGE)
     with BagWriter(out, storage) as bag:
         for video in videos:
             _check(video)

@@ -1,0 +1,206 @@
+"""Speed of the Loci model: inference per frame, training per update, FLOPs, fraction of peak, memory.
+
+    .venv/bin/python bench/model_speed.py              # default run (a few minutes on 2 CPU cores)
+    .venv/bin/python bench/model_speed.py --full       # also the paper config's training at level 2
+    .venv/bin/python bench/model_speed.py --quick      # smoke run: few repetitions
+
+Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
+CUDA) is its own. FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
+matrix products; element-wise work is not counted), and the achieved FLOP/s is compared with this
+machine's fp32 matmul peak measured in the same run. Prints a Markdown table and writes JSON to
+bench/results/model_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CONFIGS = {"cater-small": REPO / "config/models/cater-small.yaml", "cater": REPO / "config/models/cater.yaml"}
+
+
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, size: int = 2048, repeats: int = 10) -> float:
+    """Best observed fp32 matmul FLOP/s."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best
+
+
+def _peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def measure(config: str, level: int, kind: str, batch: int, repeats: int, device_name: str) -> dict:
+    """One measurement (run inside a worker process)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from loci_core.config import load_config
+    from loci_core.losses import loci_loss
+    from loci_core.model import Loci
+    from loci_core.schedules import Ramps
+
+    device = torch.device(device_name)
+    cfg = load_config(CONFIGS[config])
+    cfg.model.level = level
+    torch.manual_seed(0)
+    model = Loci(cfg.model).to(device)
+    h, w = model.resolution
+    frames = torch.rand(repeats + 4, batch, 3, h, w, device=device)
+    background = torch.rand(1, 3, h, w, device=device)
+    result = dict(config=config, level=level, kind=kind, batch=batch, resolution=f"{w}x{h}",
+                  params=sum(p.numel() for p in model.parameters()))
+
+    if kind == "infer":
+        model.eval()
+        with torch.no_grad():
+            state = model.initial_state(batch, device)
+            for t in range(3):  # warm-up (the first call also decodes the initial masks)
+                _, state = model.step(frames[t], state, background)
+            with FlopCounterMode(display=False) as counter:
+                model.step(frames[3], state, background)
+            flops = counter.get_total_flops() / batch
+            _sync(device)
+            start = time.perf_counter()
+            for t in range(repeats):
+                _, state = model.step(frames[t + 3], state, background)
+            _sync(device)
+        seconds = (time.perf_counter() - start) / repeats / batch
+        result.update(ms_per_frame=1000 * seconds, frames_per_s=1 / seconds, flops_per_frame=flops,
+                      flops_per_s=flops / seconds)
+    else:
+        model.train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+        state = model.initial_state(batch, device)
+        generator = torch.Generator(device).manual_seed(0)
+
+        def update(t, state):
+            out, state = model.step(frames[t], state, background, Ramps.full(), generator)
+            losses = loci_loss(out, frames[t + 1], background, cfg.train, 1.0, cfg.model.colour_bias,
+                               snitch_target=torch.zeros(batch, 2, device=device))
+            optimiser.zero_grad(set_to_none=True)
+            losses.total.backward()
+            optimiser.step()
+            return state
+
+        for t in range(2):
+            state = update(t, state)
+        _sync(device)
+        start = time.perf_counter()
+        for t in range(repeats):
+            state = update(t + 2, state)
+        _sync(device)
+        result.update(ms_per_update=1000 * (time.perf_counter() - start) / repeats)
+    result["peak_memory_mb"] = _peak_memory_mb(device)
+    return result
+
+
+def _plan(args) -> list[tuple]:
+    plan = []
+    for config in args.configs:
+        levels = (1,) if config == "cater-small" else (1, 2)
+        for level in levels:
+            plan.append((config, level, "infer", 1))
+            for batch in (8, 16):
+                heavy = config == "cater" and (level == 2 or batch == 16)
+                if args.full or not heavy:
+                    plan.append((config, level, "train", batch))
+    return plan
+
+
+def _fmt(value, spec):
+    return format(value, spec) if value is not None else "–"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--full", action="store_true", help="also the slow paper-config training runs")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, default=REPO / "bench/results/model_speed.json")
+    parser.add_argument("--worker", nargs=4, metavar=("CONFIG", "LEVEL", "KIND", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        config, level, kind, batch = args.worker
+        repeats = (3 if args.quick else 10) if kind == "infer" else (2 if args.quick else 5)
+        print(json.dumps(measure(config, int(level), kind, int(batch), repeats, args.device)))
+        return 0
+
+    device = torch.device(args.device)
+    peak = matmul_peak(device)
+    rows = []
+    for config, level, kind, batch in _plan(args):
+        command = [sys.executable, __file__, "--worker", config, str(level), kind, str(batch),
+                   "--device", args.device] + (["--quick"] if args.quick else []) \
+            + (["--threads", str(args.threads)] if args.threads else [])
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            print(f"{config} level {level} {kind} batch {batch} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"  measured {config} level {level} {kind} batch {batch}", file=sys.stderr)
+
+    print(f"\nLoci model speed on {args.device} ({torch.get_num_threads()} threads); "
+          f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s\n")
+    print("| config | level | frame | params | inference ms/frame (B=1) | frames/s | GFLOP/frame "
+          "| GFLOP/s | % of peak | train ms/update B=8 | train ms/update B=16 | peak memory MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for config, level in dict.fromkeys((r["config"], r["level"]) for r in rows):
+        infer = next((r for r in rows if (r["config"], r["level"], r["kind"]) == (config, level, "infer")), None)
+        train = {r["batch"]: r for r in rows if (r["config"], r["level"], r["kind"]) == (config, level, "train")}
+        memory = "/".join(f"{r['peak_memory_mb']:.0f}" for r in ([infer] if infer else []) + list(train.values()))
+        print(f"| {config} | {level} | {(infer or next(iter(train.values())))['resolution']} "
+              f"| {(infer or next(iter(train.values())))['params'] / 1e6:.2f} M "
+              f"| {_fmt(infer and infer['ms_per_frame'], '.1f')} | {_fmt(infer and infer['frames_per_s'], '.1f')} "
+              f"| {_fmt(infer and infer['flops_per_frame'] / 1e9, '.2f')} "
+              f"| {_fmt(infer and infer['flops_per_s'] / 1e9, '.1f')} "
+              f"| {_fmt(infer and 100 * infer['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(train.get(8, {}).get('ms_per_update'), '.0f')} "
+              f"| {_fmt(train.get(16, {}).get('ms_per_update'), '.0f')} | {memory} |")
+    print("\npeak memory: inference / train B=8 / train B=16 (max RSS of each measurement's process on the CPU)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(dict(device=args.device, threads=torch.get_num_threads(),
+                                         matmul_peak_flops=peak, rows=rows), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
