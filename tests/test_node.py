@@ -42,9 +42,9 @@ OUTPUT_TYPES = {"detections": Detection2DArray, "masks": Image, "debug_image": I
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def start_node(checkpoint, log_path: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "--params-file",
-           str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={checkpoint}"]
+def start_node(checkpoint, log_path: Path, *extra: str, namespace: str = "/") -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",
+           "--params-file", str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={checkpoint}"]
     for item in extra:
         cmd += ["-p", item]
     log = open(log_path, "w")  # noqa: SIM115 - the process owns it until it exits
@@ -70,8 +70,8 @@ def frames():
 class Client:
     """The test's own ROS node: publishes frames, collects the tracker's outputs by stamp."""
 
-    def __init__(self):
-        self.node = rclpy.create_node("loci_tracker_test")
+    def __init__(self, namespace: str = "/"):
+        self.node = rclpy.create_node("loci_tracker_test", namespace=namespace)
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.pub = self.node.create_publisher(Image, "image", RELIABLE)
@@ -292,12 +292,14 @@ def test_camera_info_places_entities_on_the_ground(ros, tiny_checkpoint, frames,
 
     from loci_core.camera import PinholeCamera
 
+    # Its own namespace: the module's node is still running on the default topics.
     process = start_node(tiny_checkpoint, tmp_path / "node.log", "camera_model:=camera_info",
                          f"visibility_threshold:={THRESHOLD}", "camera_height:=1.2", "camera_pitch_deg:=40.0",
-                         "ground_plane_height:=0.0", "ground_frame_id:=base_footprint", "frame_id:=cam2")
+                         "ground_plane_height:=0.0", "ground_frame_id:=base_footprint", "frame_id:=cam2",
+                         namespace="/pinhole")
     client = None
     try:
-        client = Client()
+        client = Client(namespace="/pinhole")
         client.wait_for_tracker(process)
         info_pub = client.node.create_publisher(CameraInfo, "camera_info", RELIABLE)
         k = [150.0, 0.0, 79.5, 0.0, 150.0, 59.5, 0.0, 0.0, 1.0]

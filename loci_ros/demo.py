@@ -1,0 +1,284 @@
+"""`loci demo` (the README's `make demo`): the whole system on built-in, generated data.
+
+1. generate a handful of CATER-style videos (`loci generate`),
+2. write them into a rosbag2 (`loci bag make`),
+3. start the tracker node with the released model and a recorder of its outputs,
+4. replay the bag onto the node over real DDS (`loci bag play`),
+5. turn the recorded outputs into an overlay video, score them against the ground truth, and run
+   `loci eval` (the model offline, CATER table and baselines) on the same videos.
+
+Everything goes to `--out` (default demo_out/); every step runs the same command a user would.
+DDS stays on this machine: discovery is limited to localhost and a private domain id is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = REPO / "models" / "loci-cater-small.pt"
+NAMESPACE = "/loci"
+OUTPUT_TOPICS = [f"{NAMESPACE}/{name}" for name in ("detections", "masks", "debug_image", "markers")]
+NODE_READY_TIMEOUT_S = 120.0
+# Wall seconds the recorder is given to discover the node's publishers before playback starts.
+DISCOVERY_GRACE_S = 2.0
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _log(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+class Steps:
+    """Runs the demo's commands, each with its own log file, and times them."""
+
+    def __init__(self, out: Path, env: dict):
+        self.out, self.env, self.times = out, env, {}
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+
+    def _cmd(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", *args]
+
+    def run(self, name: str, args: list[str]) -> None:
+        _log(f"{name}: {' '.join(args)}")
+        start = time.monotonic()
+        with open(self.out / "logs" / f"{name}.log", "w") as log:
+            done = subprocess.run(self._cmd(args), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.times[name] = time.monotonic() - start
+        if done.returncode != 0:
+            tail = (self.out / "logs" / f"{name}.log").read_text().splitlines()[-15:]
+            raise DemoError(f"step '{name}' failed (exit {done.returncode}):\n" + "\n".join(tail))
+
+    def start(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+        _log(f"{name}: {' '.join(args)}")
+        log_path = self.out / "logs" / f"{name}.log"
+        log = open(log_path, "w")  # noqa: SIM115 - closed when the process is stopped
+        proc = subprocess.Popen(self._cmd(args), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_file = log
+        return proc, log_path
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.log_file.close()
+    return proc.returncode
+
+
+def _wait_for_line(proc: subprocess.Popen, log_path: Path, needle: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in log_path.read_text():
+            return
+        if proc.poll() is not None:
+            raise DemoError(f"{log_path.stem} exited early:\n" + "\n".join(log_path.read_text().splitlines()[-15:]))
+        time.sleep(0.2)
+    raise DemoError(f"{log_path.stem} did not report '{needle}' within {timeout:.0f} s")
+
+
+def _read_outputs(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, int]]:
+    """The node's recorded label masks and overlay images by input stamp, and detections per stamp."""
+    from loci_ros.bags.storage import open_bag
+    from loci_ros.image_conversion import image_to_numpy
+    from loci_ros.vision_types import stamp_ns, typestore
+
+    store = typestore()
+    masks, overlays, detections = {}, {}, {}
+    with open_bag(bag) as reader:
+        for conn, _, raw in reader.messages():
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            if conn.topic == f"{NAMESPACE}/masks":
+                masks[stamp_ns(msg.header)] = image_to_numpy(msg)
+            elif conn.topic == f"{NAMESPACE}/debug_image":
+                overlays[stamp_ns(msg.header)] = image_to_numpy(msg)
+            elif conn.topic == f"{NAMESPACE}/detections":
+                detections[stamp_ns(msg.header)] = len(msg.detections)
+    return masks, overlays, detections
+
+
+def _input_stamps(bag: Path) -> list[tuple[str, list[int]]]:
+    """(video name, image stamps in order) for each video of a bag made by `loci bag make`."""
+    from loci_ros.bags import IMAGE_TOPIC, SCENE_RESET_TOPIC
+    from loci_ros.bags.storage import open_bag
+    from loci_ros.vision_types import typestore
+
+    store = typestore()
+    videos: list[tuple[str, list[int]]] = []
+    with open_bag(bag) as reader:
+        conns = [c for c in reader.connections if c.topic in (IMAGE_TOPIC, SCENE_RESET_TOPIC)]
+        for conn, t_ns, raw in reader.messages(connections=conns):
+            if conn.topic == SCENE_RESET_TOPIC:
+                videos.append((store.deserialize_cdr(raw, conn.msgtype).frame_id, []))
+            else:
+                videos[-1][1].append(t_ns)
+    return videos
+
+
+def score_node_outputs(data: Path, scenes_bag: Path, tracked_bag: Path, size: tuple[int, int]) -> tuple[dict, list]:
+    """Tracking scores of what the node published, against the generated ground truth.
+
+    The node answers each frame it processed with a label image stamped like that frame; frames it
+    dropped to stay real-time keep the previous answer (what a consumer would be showing).
+    """
+    import cv2
+
+    from loci_core.data.dataset import CaterVideos
+    from loci_core.evaluate import evaluate_tracks, summarise_tracks
+
+    masks, overlays, _ = _read_outputs(tracked_bag)
+    dataset = CaterVideos(data, split="all", size=size)
+    items = {dataset[i]["name"]: dataset[i] for i in range(len(dataset))}
+    per_video, answered, total, frames_out = [], 0, 0, []
+    for name, stamps in _input_stamps(scenes_bag):
+        item = items[name]
+        labels, last = [], np.zeros(size, np.uint8)
+        for t_ns in stamps:
+            if t_ns in masks:
+                answered += 1
+                last = cv2.resize(masks[t_ns], (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+            labels.append(last)
+            if t_ns in overlays:
+                frames_out.append(overlays[t_ns])
+        total += len(stamps)
+        # The label image answering frame t is Loci's segmentation of frame t (see the tracker).
+        per_video.append(evaluate_tracks(np.stack(labels), item, frames=slice(0, None)))
+    summary = summarise_tracks(per_video)
+    summary["frames_answered"], summary["frames_sent"] = answered, total
+    return summary, frames_out
+
+
+def _markdown(summary: dict) -> str:
+    pos = summary.get("position", {})
+    rows = [("frames answered / sent", f"{summary['frames_answered']} / {summary['frames_sent']}"),
+            ("MOTA", f"{summary.get('mota', float('nan')):.3f}"),
+            ("IDF1", f"{summary.get('idf1', float('nan')):.3f}"),
+            ("FG-ARI", f"{summary['fg_ari']:.3f}"), ("mIoU", f"{summary['miou']:.3f}")]
+    for state, value in pos.items():
+        if isinstance(value, int | float):
+            rows.append((f"position error, {state} (px)", f"{value:.2f}"))
+    lines = ["| tracker node over DDS | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, size: str, rate: float) -> dict:
+    if not checkpoint.is_file():
+        raise DemoError(f"checkpoint {checkpoint} not found (the released model lives in models/)")
+    if out.exists() and any(out.iterdir()):
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200))),
+               ROS_LOG_DIR=str(out / "logs" / "ros"), PYTHONUNBUFFERED="1")
+    steps = Steps(out, env)
+    started = time.monotonic()
+    data, scenes, tracked = out / "data", out / "scenes_bag", out / "tracked_bag"
+
+    steps.run("generate", ["loci_core.cli", "generate", "--out", str(data), "--videos", str(videos),
+                           "--seed", str(seed), "--size", size, "--frames", str(frames), "--workers", "2"])
+    steps.run("bag_make", ["loci_core.cli", "bag", "make", "--data", str(data), "--out", str(scenes)])
+
+    node, node_log = steps.start("tracker_node", [
+        "loci_ros.tracker_node", "--ros-args", "--params-file", str(REPO / "config" / "tracker.yaml"),
+        "-r", f"__ns:={NAMESPACE}", "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
+        "-r", "scene_reset:=/loci/scene_reset",
+        "-p", f"checkpoint:={checkpoint}", "-p", "input_reliability:=reliable"])
+    recorder = None
+    try:
+        _wait_for_line(node, node_log, "ready", NODE_READY_TIMEOUT_S)
+        recorder, rec_log = steps.start("record", ["loci_core.cli", "bag", "record", "--topics", *OUTPUT_TOPICS,
+                                                   "--out", str(tracked)])
+        time.sleep(DISCOVERY_GRACE_S)
+        steps.run("bag_play", ["loci_core.cli", "bag", "play", str(scenes), "--rate", str(rate),
+                               "--wait-for-subscribers", "--delay", "1.0"])
+        time.sleep(DISCOVERY_GRACE_S)  # the node's answer to the last frames is still in flight
+    finally:
+        if recorder is not None:
+            _stop(recorder)
+        node_rc = _stop(node)
+    _log(f"tracker node stopped (exit {node_rc})")
+
+    h, w = (int(v) for v in reversed(size.split("x")))
+    summary, overlays = score_node_outputs(data, scenes, tracked, (h, w))
+    if not overlays:
+        raise DemoError("the node published no debug images; see logs/tracker_node.log")
+    from loci_core.visualize import write_video
+
+    write_video(out / "overlay.mp4", overlays, fps=24.0 * rate)
+    write_video(out / "overlay.gif", overlays[::3], fps=8.0)
+
+    steps.run("eval", ["loci_core.cli", "eval", "--checkpoint", str(checkpoint), "--data", str(data),
+                       "--split", "all", "--out", str(out / "eval")])
+    node_table = _markdown(summary)
+    offline_table = (out / "eval" / "results.md").read_text() if (out / "eval" / "results.md").exists() else ""
+    (out / "results.md").write_text(f"# loci demo\n\n{node_table}\n\n## loci eval (offline, same videos)\n\n"
+                                    f"{offline_table}\n")
+    (out / "node_scores.json").write_text(json.dumps(
+        {k: v for k, v in summary.items() if isinstance(v, int | float | dict)}, indent=2, default=float))
+    summary["wall_s"] = time.monotonic() - started
+    summary["step_s"] = steps.times
+    print("\n" + "=" * 72)
+    print(f"loci demo: {videos} generated video(s) of {frames} frames, {size}, tracked over ROS 2 DDS")
+    print(f"model: {checkpoint.relative_to(REPO) if checkpoint.is_relative_to(REPO) else checkpoint}")
+    print(node_table)
+    if offline_table:
+        print("\n" + offline_table.strip())
+    print(f"\noutputs in {out}/: overlay.mp4, overlay.gif, results.md, eval/, scenes_bag/, tracked_bag/, logs/")
+    print(f"total {summary['wall_s']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in steps.times.items()) + ")")
+    print("=" * 72)
+    return summary
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_out", help="output directory (replaced)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="Loci checkpoint (.pt)")
+    p.add_argument("--videos", type=int, default=3)
+    p.add_argument("--frames", type=int, default=301, help="frames per video (CATER: 301)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--size", default="320x240", help="camera image size WxH")
+    p.add_argument("--rate", type=float, default=0.5, help="playback speed of the bag")
+
+
+def _run(args) -> int:
+    try:
+        run_demo(Path(args.out).resolve(), Path(args.checkpoint).resolve(), args.videos, args.frames,
+                 args.seed, args.size, args.rate)
+    except DemoError as err:
+        print(f"loci demo: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="generate scenes, track them with the ROS node, write demo_out/")
+    _add_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="loci demo", description=__doc__.splitlines()[0])
+    _add_arguments(p)
+    return _run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
