@@ -318,11 +318,12 @@ class TrackerNode(Node):
         s["total_s"] += total_s
         elapsed = time.monotonic() - s["since"]
         if elapsed >= period:
+            with self._wake:  # the executor thread counts dropped frames into the same dict
+                self._stats = _fresh_stats()
             n = s["frames"]
             self.get_logger().info(
                 f"tracking at {n / elapsed:.1f} Hz: {1000 * s['track_s'] / n:.1f} ms model, "
                 f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {s['dropped']} stale frames dropped")
-            self._stats = _fresh_stats()
 
     # ------------------------------------------------------------------------------------------ teardown
 

@@ -5,8 +5,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loci_core.config import (ConfigError, LociConfig, config_from_dict, config_stages, config_to_dict,
-                              load_config, save_config)
+from loci_core.config import (
+    ConfigError,
+    LociConfig,
+    config_from_dict,
+    config_stages,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
 

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from loci_core.config import TrainConfig
-from loci_core.losses import (centre_on, entity_target, image_loss, object_permanence_loss, position_loss,
-                              snitch_loss, temporal_consistency_loss)
+from loci_core.losses import (
+    centre_on,
+    entity_target,
+    image_loss,
+    object_permanence_loss,
+    position_loss,
+    snitch_loss,
+    temporal_consistency_loss,
+)
 
 
 def test_entity_target_keeps_only_the_foreground_until_the_background_fades_in():

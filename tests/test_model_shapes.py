@@ -9,8 +9,14 @@ import torch.nn.functional as F
 
 from loci_core.config import load_config
 from loci_core.model import Loci, error_map
-from loci_core.nn.blocks import (AggressiveConvTo1x1, AggressiveDownConv, AggressiveUpConv, LinearResidual,
-                                 ResidualBlock, channel_skip)
+from loci_core.nn.blocks import (
+    AggressiveConvTo1x1,
+    AggressiveDownConv,
+    AggressiveUpConv,
+    LinearResidual,
+    ResidualBlock,
+    channel_skip,
+)
 from loci_core.nn.gaussian import gaussian_maps, others, prioritize
 from loci_core.schedules import Ramps, ramps_at
 
