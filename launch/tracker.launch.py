@@ -4,8 +4,10 @@
 
 Arguments: image_topic, camera_info_topic, params_file, checkpoint, namespace, use_sim_time (true when
 replaying a bag with /clock), rviz. The node's outputs appear under the namespace: /loci/detections,
-/loci/masks, /loci/debug_image, /loci/markers and the /loci/reset service. config/tracker.rviz shows
-/loci/debug_image and /loci/markers (edit its topics if you pick another namespace).
+/loci/masks, /loci/debug_image, /loci/markers and the /loci/reset service; it resets its tracking state
+on /loci/scene_reset (published by bags made with `loci bag make`, once per video). config/tracker.rviz
+shows /loci/debug_image and /loci/markers (edit its topics if you pick another namespace). The params
+file's `/**/loci_tracker:` section applies in any namespace.
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -48,7 +50,7 @@ def generate_launch_description():
                               description="sensor_msgs/CameraInfo topic (used by camera_model camera_info)"),
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([share, "config", "tracker.yaml"]),
-                              description="node parameters (loci_tracker: ros__parameters: layout)"),
+                              description="node parameters (/**/loci_tracker: ros__parameters: layout)"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="Loci checkpoint (.pt); empty = the one in params_file"),
         DeclareLaunchArgument("namespace", default_value="loci",

@@ -1,15 +1,26 @@
 """rclpy node `loci_tracker`: camera images in, tracked entities out.
 
-Subscribes `image` (sensor_msgs/Image) and, with camera_model 'camera_info', `camera_info`; publishes
-`detections` (vision_msgs/Detection2DArray), `masks` (mono8 labels), `debug_image` (rgb8 overlay) and
-`markers` (MarkerArray), each with the input image's header; serves `reset` (std_srvs/Trigger).
+Subscribes `image` (sensor_msgs/Image), `scene_reset` (std_msgs/Header) and, with camera_model
+'camera_info', `camera_info`; publishes `detections` (vision_msgs/Detection2DArray), `masks` (mono8
+labels), `debug_image` (rgb8 overlay) and `markers` (MarkerArray), each with the input image's header;
+serves `reset` (std_srvs/Trigger). All names are relative: under `__ns:=/loci` they are /loci/image etc.
+Once the model is loaded and the subscriptions exist it logs one line "loci_tracker ready: ...".
+
+Scene resets: a message on `scene_reset` says a new scene (video) starts at its header stamp; the tracking
+state is cleared before the first frame stamped at or after it (a zero stamp: before the next frame).
+Bags made by `loci bag make` publish /loci/scene_reset (frame_id = the video name) before each video's
+first frame, so replaying one into the node in namespace /loci tracks each video from a fresh state, as
+`loci bag track` does offline. The `reset` service clears the state at once.
 
 Only the newest frame is tracked: the subscription keeps one message and a worker thread takes whatever is
 newest when it is free, so a slow model drops stale frames instead of building a backlog. The executor
-thread stays free for parameters, services and camera_info meanwhile.
+thread stays free for parameters, services, scene resets and camera_info meanwhile.
 
-Run: `tracker_node --ros-args --params-file config/tracker.yaml -p checkpoint:=model.pt`
-(or `python -m loci_ros.tracker_node ...`).
+The parameters, the tracker construction, the output settings and the input checks live in
+loci_ros/tracker_setup.py, shared with `loci bag track`.
+
+Run: `tracker_node --ros-args -r __ns:=/loci --params-file config/tracker.yaml -p checkpoint:=model.pt`
+(or `python -m loci_ros.tracker_node ...`); a bag replay: add `-r image:=/camera/image_raw`.
 """
 
 from __future__ import annotations
@@ -18,7 +29,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -27,25 +37,34 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from loci_ros.image_conversion import ImageLayoutError, UnsupportedEncodingError, image_to_rgb8
 from loci_ros.messages import OutputSettings, build_outputs
+from loci_ros.tracker_setup import (
+    NODE_NAME,
+    OUTPUTS,
+    PARAMETERS,
+    FrameRejected,
+    Range,
+    StartupError,
+    make_tracker,
+    output_settings,
+    pinhole_camera,
+    rgb_frame,
+    value_problem,
+)
+from loci_ros.vision_types import stamp_ns
 
-NODE_NAME = "loci_tracker"
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
-CAMERA_MODELS = ("none", "cater", "camera_info")
-OUTPUTS = ("detections", "masks", "debug_image", "markers")
 # The same problem is reported at most once per this many seconds (a 30 Hz camera would flood the log).
 ERROR_THROTTLE_SEC = 5.0
 # Outputs are reliable with a short queue: consumers get every result, and a slow one cannot hold many.
 OUTPUT_DEPTH = 5
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad checkpoint, device, ...); main() prints it and exits non-zero."""
+# Scene resets must not be lost, and a few may queue while the executor is busy.
+RESET_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass(frozen=True)
@@ -58,59 +77,6 @@ class Settings:
     ground_plane_height: float
     max_aspect_error: float
     log_period: float
-
-
-def _range(lo, hi, step=0.0):
-    return FloatingPointRange(from_value=float(lo), to_value=float(hi), step=float(step))
-
-
-_INT_LEVEL = IntegerRange(from_value=0, to_value=2, step=1)
-_INT_SEED = IntegerRange(from_value=0, to_value=2**31 - 1, step=1)
-
-# name -> (default, description, read_only, range or choices)
-PARAMETERS = {
-    "checkpoint": ("", "path of the Loci checkpoint (.pt) to track with", True, None),
-    "model_level": (0, "resolution level to run the model at (1: latent x4, 2: latent x16); 0 = the level "
-                       "stored in the checkpoint", True, _INT_LEVEL),
-    "device": ("cpu", "torch device of the model, e.g. cpu, cuda, cuda:1", True, None),
-    "background": ("", "background image file (PNG/JPG of the empty scene); '' = the checkpoint's training "
-                       "background, or the first frame after start/reset if it has none", True, None),
-    "seed": (0, "seed of the model's random slot spawning (tracking is deterministic for a seed)", True,
-             _INT_SEED),
-    "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
-                                  "it, an entity seen before is reported as hidden", False, _range(0, 1)),
-    "publish_detections": (True, "publish vision_msgs/Detection2DArray on 'detections'", False, None),
-    "publish_masks": (True, "publish the mono8 label image (0 = background, k+1 = entity k) on 'masks'",
-                      False, None),
-    "publish_debug_image": (True, "publish the rgb8 overlay on 'debug_image'", False, None),
-    "publish_markers": (True, "publish the RViz MarkerArray on 'markers'", False, None),
-    "input_reliability": ("best_effort", "QoS reliability of the image subscription: best_effort (sensor "
-                                         "data; matches any publisher), reliable, or system_default", True,
-                          tuple(RELIABILITY)),
-    "camera_model": ("none", "where ground-plane positions come from: 'cater' (the static CATER camera), "
-                             "'camera_info' (pinhole K from the camera_info topic, posed by camera_height "
-                             "and camera_pitch_deg over the ground), or 'none' (image positions only)", True,
-                     CAMERA_MODELS),
-    "ground_plane_height": (0.0, "height (z, world units) of the plane entities move on; CATER's "
-                                 "snitch-centre plane is 0.3421497941017151", False, _range(-1000, 1000)),
-    "camera_height": (1.0, "camera_info model: height (m) of the camera's optical centre above z = 0",
-                      False, _range(0.0, 1000)),
-    "camera_pitch_deg": (30.0, "camera_info model: downward tilt (degrees) of the optical axis from "
-                               "horizontal", False, _range(-90, 90)),
-    "frame_id": ("", "frame_id of the outputs and of camera-frame markers; '' = the input image's frame",
-                 False, None),
-    "ground_frame_id": ("world", "frame of markers on the ground plane (when a camera model is known)",
-                        False, None),
-    "marker_depth": (2.0, "distance (m) along the camera ray of markers when no ground position is known",
-                     False, _range(0.01, 1000)),
-    "marker_scale": (0.2, "diameter (m) of the marker spheres", False, _range(0.001, 100)),
-    "marker_lifetime": (1.0, "seconds a marker stays in RViz without an update (0 = forever)", False,
-                        _range(0, 3600)),
-    "max_aspect_error": (0.1, "largest relative difference between the input's and the model's aspect "
-                              "ratio (W/H) that is accepted; other sizes are rejected with an error", False,
-                         _range(0, 10)),
-    "log_period": (10.0, "seconds between log lines reporting the tracking rate", False, _range(0.5, 3600)),
-}
 
 
 class TrackerNode(Node):
@@ -134,15 +100,21 @@ class TrackerNode(Node):
         self._camera_info_key = None
 
         self._outputs = self._create_publishers()
+        # Created before the image subscription: when a reset and a frame are both waiting, the executor
+        # takes the reset first.
+        self._reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                reliability=RELIABILITY[self._param("input_reliability")])
-        self.create_subscription(Image, "image", self._on_image, image_qos)
+        self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
         if self._param("camera_model") == "camera_info":
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_service(Trigger, "reset", self._on_reset)
 
         # The newest unprocessed frame, handed from the executor thread to the worker thread.
         self._pending: Image | None = None
+        # Stamp (ns) of the newest scene reset not yet applied: the state is cleared before the first frame
+        # stamped at or after it.
+        self._reset_stamp: int | None = None
         self._wake = threading.Condition()
         self._stopping = False
         self._error_times: dict[str, float] = {}
@@ -152,9 +124,10 @@ class TrackerNode(Node):
         self._worker.start()
         h, w = self.tracker.resolution
         self.get_logger().info(
-            f"tracking with {self._param('checkpoint')} ({self.tracker.num_slots} slots, {w}x{h}, "
-            f"{self.tracker.device}); camera model {self._param('camera_model')}; outputs: "
-            f"{', '.join(o for o in OUTPUTS if self._settings.publish[o]) or 'none'}")
+            f"{NODE_NAME} ready: model {self._param('checkpoint')} ({self.tracker.num_slots} slots) at "
+            f"{w}x{h} on {self.tracker.device}, camera model {self._param('camera_model')}; waiting for "
+            f"images on {self._image_sub.topic_name} (scene resets on {self._reset_sub.topic_name}); "
+            f"outputs: {', '.join(o for o in OUTPUTS if self._settings.publish[o]) or 'none'}")
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -184,19 +157,12 @@ class TrackerNode(Node):
     # ------------------------------------------------------------------------------------------ parameters
 
     def _validate_parameters(self, params) -> SetParametersResult:
-        """Reject values the descriptors cannot express (ranges and read-only are checked by rclpy)."""
+        """Reject what tracker_setup.value_problem finds (the rules `loci bag track` applies too); rclpy also
+        checks types, ranges and read-only from the descriptors."""
         for p in params:
-            if p.name in ("frame_id", "ground_frame_id") and (p.value != p.value.strip() or p.value == "/"):
-                return SetParametersResult(successful=False,
-                                           reason=f"{p.name}: {p.value!r} is not a frame id")
-            if p.name == "ground_frame_id" and not p.value:
-                return SetParametersResult(successful=False, reason="ground_frame_id must not be empty")
-            if p.name in ("input_reliability", "camera_model"):
-                choices = RELIABILITY if p.name == "input_reliability" else CAMERA_MODELS
-                if p.value not in choices:
-                    return SetParametersResult(successful=False,
-                                               reason=f"{p.name} must be one of {', '.join(choices)}, "
-                                                      f"got {p.value!r}")
+            problem = value_problem(p.name, p.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
@@ -225,21 +191,24 @@ class TrackerNode(Node):
             self._wake.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        from loci_core.camera import PinholeCamera
-
         key = (tuple(msg.k), msg.width, msg.height)
         if key == self._camera_info_key:
             return
-        if msg.k[0] <= 0 or msg.k[4] <= 0 or msg.width == 0 or msg.height == 0:
-            self._throttled_error("camera_info", f"camera_info without a usable K ({list(msg.k)}) or size "
-                                                 f"({msg.width}x{msg.height}); ground positions unavailable")
+        try:
+            camera = pinhole_camera(msg.k, msg.width, msg.height, self._values())
+        except ValueError as err:
+            self._throttled_error("camera_info", f"{err}; ground positions unavailable")
             return
-        camera = PinholeCamera.from_height_pitch(
-            list(msg.k), msg.width, msg.height, self._param("camera_height"), self._param("camera_pitch_deg"))
         with self._tracker_lock:
             self.tracker.camera = camera
             self._camera_k = tuple(msg.k)
             self._camera_info_key = key
+
+    def _on_scene_reset(self, msg: Header) -> None:
+        with self._wake:
+            self._reset_stamp = stamp_ns(msg)
+        self.get_logger().info(f"scene reset ({msg.frame_id or 'unnamed'}): tracking restarts with the frame "
+                               f"stamped {msg.stamp.sec}.{msg.stamp.nanosec:09d}")
 
     def _on_reset(self, request, response):
         with self._tracker_lock:
@@ -259,17 +228,25 @@ class TrackerNode(Node):
                 if self._stopping:
                     return
                 msg, self._pending = self._pending, None
+                new_scene = self._reset_stamp is not None and stamp_ns(msg.header) >= self._reset_stamp
+                if new_scene:
+                    self._reset_stamp = None
             try:
-                self._process(msg)
+                self._process(msg, new_scene)
             except Exception as err:  # noqa: BLE001 - one bad frame must not kill the node
                 self._throttled_error("processing",
                                       f"tracking failed on a frame: {type(err).__name__}: {err}")
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, msg: Image, new_scene: bool) -> None:
         start = time.perf_counter()
         settings = self._settings
-        image = self._to_rgb(msg, settings)
-        if image is None:
+        if new_scene:  # before the frame is checked, as `loci bag track` resets at the reset message
+            with self._tracker_lock:
+                self.tracker.reset()
+        try:
+            image = rgb_frame(msg, self.tracker.resolution, settings.max_aspect_error)
+        except FrameRejected as err:
+            self._throttled_error(err.key, f"dropping {err}")
             return
         with self._tracker_lock:
             if self._input_shape is not None and image.shape[:2] != self._input_shape:
@@ -286,23 +263,6 @@ class TrackerNode(Node):
                       masks=publish["masks"], debug=publish["debug_image"], markers=publish["markers"],
                       emit=lambda name, message: self._outputs[name].publish(message))
         self._count(track_s, time.perf_counter() - start, settings.log_period)
-
-    def _to_rgb(self, msg: Image, settings: Settings):
-        """The message as (H, W, 3) uint8 RGB, or None (after a throttled error) if it cannot be tracked."""
-        try:
-            image = image_to_rgb8(msg)
-        except UnsupportedEncodingError as err:
-            self._throttled_error(f"encoding {msg.encoding}", f"dropping image: {err}")
-            return None
-        except ImageLayoutError as err:
-            self._throttled_error("layout", f"dropping malformed image: {err}")
-            return None
-        height, width = image.shape[:2]
-        problem = size_problem(width, height, self.tracker.resolution, settings.max_aspect_error)
-        if problem:
-            self._throttled_error(f"size {width}x{height}", f"dropping image: {problem}")
-            return None
-        return image
 
     def _throttled_error(self, key: str, text: str) -> None:
         """Log `text` unless the problem `key` was reported less than ERROR_THROTTLE_SEC ago."""
@@ -334,56 +294,14 @@ class TrackerNode(Node):
         self._worker.join(timeout=5.0)
 
 
-def make_tracker(values: dict):
-    """The OnlineTracker the node runs for these parameter values (also used by `loci bag track`).
-
-    Raises StartupError naming the parameter when the checkpoint or background cannot be used."""
-    from loci_core.camera import ProjectiveCamera
-    from loci_core.tracker import OnlineTracker
-
-    if not values["checkpoint"]:
-        raise StartupError("parameter 'checkpoint' is empty: give the path of a Loci checkpoint (.pt)")
-    path = Path(values["checkpoint"]).expanduser()
-    if not path.is_file():
-        raise StartupError(f"checkpoint not found: {path} (parameter 'checkpoint')")
-    background = None
-    if values["background"]:
-        background = _read_background(Path(values["background"]).expanduser())
-    camera = ProjectiveCamera.cater() if values["camera_model"] == "cater" else None
-    try:
-        return OnlineTracker.from_checkpoint(
-            path, device=values["device"], camera=camera, level=values["model_level"] or None,
-            background=background, ground_height=values["ground_plane_height"],
-            visibility_threshold=values["visibility_threshold"], seed=values["seed"])
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise StartupError(f"cannot load checkpoint {path}: {err}") from err
-
-
-def output_settings(values: dict) -> OutputSettings:
-    """How entities become messages, from the node's parameter values."""
-    return OutputSettings(
-        frame_id=values["frame_id"], ground_frame_id=values["ground_frame_id"],
-        ground_plane_height=values["ground_plane_height"], marker_depth=values["marker_depth"],
-        marker_scale=values["marker_scale"], marker_lifetime=values["marker_lifetime"])
-
-
-def size_problem(width: int, height: int, resolution: tuple[int, int], max_aspect_error: float) -> str | None:
-    """Why an input of width x height cannot be tracked by a model of `resolution` (H, W), or None."""
-    if height == 0 or width == 0:
-        return f"unsupported size {width}x{height} (empty)"
-    (mh, mw), aspect = resolution, width / height
-    if abs(aspect / (mw / mh) - 1.0) > max_aspect_error:
-        return (f"unsupported size {width}x{height} (aspect {aspect:.3f}); the model expects aspect "
-                f"{mw / mh:.3f} ({mw}x{mh}) within max_aspect_error {max_aspect_error}")
-    return None
-
-
 def _descriptor(description: str, read_only: bool, limits) -> ParameterDescriptor:
     d = ParameterDescriptor(description=description, read_only=read_only)
-    if isinstance(limits, FloatingPointRange):
-        d.floating_point_range = [limits]
-    elif isinstance(limits, IntegerRange):
-        d.integer_range = [limits]
+    if isinstance(limits, Range) and limits.integer:
+        d.integer_range = [IntegerRange(from_value=int(limits.low), to_value=int(limits.high),
+                                        step=int(limits.step))]
+    elif isinstance(limits, Range):
+        d.floating_point_range = [FloatingPointRange(from_value=float(limits.low), to_value=float(limits.high),
+                                                     step=float(limits.step))]
     elif isinstance(limits, tuple):
         d.additional_constraints = "one of: " + ", ".join(limits)
     return d
@@ -391,15 +309,6 @@ def _descriptor(description: str, read_only: bool, limits) -> ParameterDescripto
 
 def _fresh_stats() -> dict:
     return {"frames": 0, "dropped": 0, "track_s": 0.0, "total_s": 0.0, "since": time.monotonic()}
-
-
-def _read_background(path: Path):
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise StartupError(f"cannot read background image {path} (parameter 'background')")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def main(args=None) -> int:

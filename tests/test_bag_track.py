@@ -33,10 +33,10 @@ def bag(videos, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint, tmp_path_factory):
+def foreground_checkpoint(tiny_checkpoint, out_dir):
     """The untrained tiny model with its background mask pushed down, so slots win pixels (masks and
-    boxes to compare; the plain untrained model leaves every pixel to the background)."""
+    boxes to compare, and results that depend on the frames seen; the plain untrained model leaves every
+    pixel to the background). Also used by tests/test_node.py."""
     import torch
 
     from loci_core.checkpoint import load_model, save_checkpoint
@@ -44,7 +44,12 @@ def checkpoint(tiny_checkpoint, tmp_path_factory):
     model, cfg, _ = load_model(tiny_checkpoint)
     with torch.no_grad():
         model.background_mask.mask.fill_(-10.0)
-    return save_checkpoint(tmp_path_factory.mktemp("fg") / "fg.pt", model, cfg)
+    return save_checkpoint(out_dir / "fg.pt", model, cfg)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_checkpoint, tmp_path_factory):
+    return foreground_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("fg"))
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +164,7 @@ def test_track_is_deterministic_and_errors_are_clear(tracked, bag, checkpoint, p
                  "--image-topic", "/nope"]) == 1
     assert "no sensor_msgs/msg/Image topic /nope" in capsys.readouterr().err
     bad_params = tmp_path / "bad.yaml"
-    bad_params.write_text("loci_tracker:\n  ros__parameters:\n    visibility: 0.3\n")
+    bad_params.write_text("/**/loci_tracker:\n  ros__parameters:\n    visibility: 0.3\n")
     assert main(["track", str(bag), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "z"),
                  "--params-file", str(bad_params)]) == 1
     assert "unknown tracker parameter 'visibility'" in capsys.readouterr().err
@@ -169,9 +174,34 @@ def test_track_is_deterministic_and_errors_are_clear(tracked, bag, checkpoint, p
         track_bag(tmp_path / "missing", tmp_path / "w", checkpoint=str(checkpoint))
 
 
+def test_params_file_sections_match_as_for_the_node(tmp_path, capsys):
+    """Sections apply as rcl applies them to the node in the output namespace; bad values are errors."""
+    from loci_ros.bags.track import node_parameters
+
+    def seed(section, namespace):
+        path = tmp_path / "params.yaml"
+        path.write_text(f"{section}:\n  ros__parameters:\n    seed: 3\n")
+        return node_parameters(path, namespace=namespace)["seed"]
+
+    assert seed("/**/loci_tracker", "/loci") == seed("/**/loci_tracker", "") == 3
+    assert seed("/loci/loci_tracker", "/loci") == 3 and seed("/loci/loci_tracker", "") == 0
+    assert seed("loci_tracker", "") == 3
+    capsys.readouterr()
+    assert seed("loci_tracker", "/loci") == 0  # a node in /loci ignores a plain `loci_tracker` section
+    assert "'/**/loci_tracker' applies in any namespace" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("/**/loci_tracker:\n  ros__parameters:\n    visibility_threshold: 1.5\n")
+    with pytest.raises(ValueError, match="visibility_threshold must be within"):
+        node_parameters(wrong)
+    wrong.write_text("/**/loci_tracker:\n  ros__parameters:\n    camera_model: fisheye\n")
+    with pytest.raises(ValueError, match="camera_model must be one of"):
+        node_parameters(wrong)
+
+
 @pytest.mark.ros
-def test_offline_equals_live_node(bag, tracked, checkpoint, params_file, repo_root, tmp_path):
-    """bag play -> tracker_node -> recorded detections == bag track's detections, frame by frame."""
+def test_offline_equals_live_node(bag, videos, tracked, checkpoint, params_file, repo_root, tmp_path):
+    """bag play -> tracker_node -> recorded detections == bag track's detections, frame by frame, over both
+    videos: the node resets on /loci/scene_reset as bag track does."""
     from loci_ros.bags.player import play
     from loci_ros.bags.recorder import record
 
@@ -183,18 +213,16 @@ def test_offline_equals_live_node(bag, tracked, checkpoint, params_file, repo_ro
         cwd=repo_root, stdout=log, stderr=subprocess.STDOUT)
     out = tmp_path / "live"
     stop, ready, result = threading.Event(), threading.Event(), {}
+    frames = sum(len(v.frames) for v in videos)
     recorder = threading.Thread(target=lambda: result.update(
-        stats=record(["/loci/detections"], out, max_messages=6, stop=stop, ready=ready)))
+        stats=record(["/loci/detections"], out, max_messages=frames, stop=stop, ready=ready)))
     recorder.start()
     try:
         assert ready.wait(60), "no /loci/detections from the node: " + (tmp_path / "node.log").read_text()
-        # one video only: the live node is not reset between videos unless its reset service is called
-        with open_bag(bag) as reader:
-            second_video = sorted(t for c, t, _ in reader.messages() if c.topic == SCENE_RESET_TOPIC)[1]
-        first_video = tmp_path / "first_video"
-        _copy_until(bag, first_video, second_video)
-        play(first_video, rate=0.5, topics=[IMAGE_TOPIC], delay=0.2, clock=False, wait_for_subscribers=True)
-        recorder.join(20)  # returns once it has the 6 results
+        # the node's relative `scene_reset` is /loci/scene_reset in its namespace, as in the bag
+        play(bag, rate=0.5, topics=[IMAGE_TOPIC, SCENE_RESET_TOPIC], delay=0.2, clock=False,
+             wait_for_subscribers=True)
+        recorder.join(20)  # returns once it has a result for every frame
     finally:
         stop.set()
         recorder.join(20)
@@ -206,16 +234,10 @@ def test_offline_equals_live_node(bag, tracked, checkpoint, params_file, repo_ro
             node.wait()
         log.close()
     live = [detections_summary(m) for _, m in messages(out, "/loci/detections")]
-    offline = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")][:6]
+    offline = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")]
+    assert len(offline) == frames
     assert live == offline, (tmp_path / "node.log").read_text()
-
-
-def _copy_until(src, dst, stop_ns):
-    from loci_ros.bags.storage import BagWriter
-
-    with open_bag(src) as reader, BagWriter(dst) as writer:
-        for conn, t, raw in reader.messages(stop=stop_ns):
-            writer.write(conn.topic, conn.msgtype, t, raw)
+    assert "scene reset (video_b)" in (tmp_path / "node.log").read_text()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:mcap_ros2.*")

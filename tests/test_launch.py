@@ -90,11 +90,10 @@ def test_tracker_node_action(tree):
 
 def test_config_files_fit_the_node():
     params = yaml.safe_load((REPO / "config" / "tracker.yaml").read_text())
-    assert list(params) == ["loci_tracker"]
-    values = params["loci_tracker"]["ros__parameters"]
-    rclpy = pytest.importorskip("rclpy")  # the node module needs the ROS message packages
-    assert rclpy
-    from loci_ros.tracker_node import NODE_NAME, PARAMETERS
+    # `/**/` makes the section apply in the launch file's namespace too (a plain node name would not)
+    assert list(params) == ["/**/loci_tracker"]
+    values = params["/**/loci_tracker"]["ros__parameters"]
+    from loci_ros.tracker_setup import NODE_NAME, PARAMETERS  # what the node declares
 
     assert NODE_NAME == "loci_tracker"
     assert set(values) == set(PARAMETERS), "config/tracker.yaml and the node's parameters differ"

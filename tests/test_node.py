@@ -4,6 +4,7 @@ The node is started the way users start it (`--ros-args --params-file config/tra
 test talks to it through an rclpy node of its own. Frames come from the CATER-style generator.
 """
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from loci_core.data.renderer import Renderer  # noqa: E402
 from loci_core.data.sampler import sample_scene, video_rng  # noqa: E402
 from loci_core.tracker import OnlineTracker  # noqa: E402
 from loci_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from tests.test_bag_track import foreground_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -130,23 +132,30 @@ def ros():
     rclpy.shutdown()
 
 
-@pytest.fixture(scope="module")
-def tracker(ros, tiny_checkpoint, tmp_path_factory, frames):
-    """(process, client, log path) of a running node, shared by the tests of this module."""
-    log = tmp_path_factory.mktemp("node") / "node.log"
-    process = start_node(tiny_checkpoint, log, "input_reliability:=reliable",
-                         f"visibility_threshold:={THRESHOLD}", "log_period:=1.0")
+@contextlib.contextmanager
+def running_node(checkpoint, log: Path, first_frame: np.ndarray, *extra: str, namespace: str = "/"):
+    """(process, client, log path) of a node that has answered one frame (reliable input)."""
+    process = start_node(checkpoint, log, "input_reliability:=reliable", f"visibility_threshold:={THRESHOLD}",
+                         *extra, namespace=namespace)
     try:
-        client = Client()
+        client = Client(namespace=namespace)
         try:
             client.wait_for_tracker(process)
             # One frame through the whole pipeline proves every output is matched (discovery can lag)
-            client.send(frames[0], stamp=1, attempts=5)
+            client.send(first_frame, stamp=1, attempts=5)
             yield process, client, log
         finally:
             client.close()
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def tracker(ros, tiny_checkpoint, tmp_path_factory, frames):
+    """(process, client, log path) of a running node, shared by the tests of this module."""
+    with running_node(tiny_checkpoint, tmp_path_factory.mktemp("node") / "node.log", frames[0],
+                      "log_period:=1.0") as running:
+        yield running
 
 
 def detection_summary(msg: Detection2DArray):
@@ -245,6 +254,74 @@ def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
         assert [g[0] for g in got] == [e[0] for e in expected]
         assert [g[1:] for g in got] == [pytest.approx(e[1:], abs=1e-6) for e in expected]
     client.node.destroy_client(reset)
+
+
+@pytest.fixture(scope="module")
+def fg_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """A tiny model whose slots win pixels, so its results depend on the frames seen before."""
+    return foreground_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("fg"))
+
+
+@pytest.fixture(scope="module")
+def namespaced(ros, fg_checkpoint, tmp_path_factory, frames):
+    """(process, client, log path) of a node started as the launch file and `loci demo` start it: in the
+    namespace /loci with config/tracker.yaml."""
+    with running_node(fg_checkpoint, tmp_path_factory.mktemp("node_ns") / "node.log", frames[0],
+                      namespace="/loci") as running:
+        yield running
+
+
+def test_params_file_applies_in_a_namespace(namespaced):
+    """config/tracker.yaml's `/**/loci_tracker` section reaches /loci/loci_tracker (a plain `loci_tracker`
+    section would not)."""
+    process, client, log = namespaced
+    assert client.params.wait_for_services(timeout_sec=TIMEOUT)
+    names = ["camera_model", "marker_scale", "ground_plane_height", "visibility_threshold"]
+    values = client.call(client.params.get_parameters(names)).values
+    assert values[0].string_value == "cater"                            # file; default "none"
+    assert values[1].double_value == pytest.approx(0.3)                 # file; default 0.2
+    assert values[2].double_value == pytest.approx(0.3421497941017151)  # file; default 0.0
+    assert values[3].double_value == pytest.approx(THRESHOLD)           # -p still overrides the file
+
+
+def test_ready_line_names_the_resolved_topics(namespaced):
+    process, client, log = namespaced
+    ready = [line for line in log.read_text().splitlines() if "loci_tracker ready:" in line]
+    assert len(ready) == 1, log.read_text()
+    assert "waiting for images on /loci/image" in ready[0] and "/loci/scene_reset" in ready[0]
+    assert "[INFO]" in ready[0]
+
+
+def test_scene_reset_topic_restarts_tracking(namespaced, frames, fg_checkpoint):
+    """A Header on `scene_reset` stamped like the next scene's first frame, sent right before it (as
+    `loci bag play` sends a made bag): the node tracks the new scene like a tracker that never saw a frame."""
+    process, client, log = namespaced
+    scene_reset = client.node.create_publisher(Header, "scene_reset", RELIABLE)
+    assert client.spin_until(lambda: scene_reset.get_subscription_count() > 0)
+    client.call(client.node.create_client(Trigger, "reset").call_async(Trigger.Request()))  # a fresh stream
+    # The first scene: the video mirrored. A reset makes the next frame the background (the tiny model has
+    # none), so the second scene is tracked differently with and without one.
+    first_scene = [np.ascontiguousarray(frames[t][:, ::-1]) for t in range(3)]
+    for t, frame in enumerate(first_scene):
+        client.send(frame, stamp=10 + t)
+    header = Header(frame_id="second_scene")
+    header.stamp.sec, header.stamp.nanosec = 20, 500  # the stamp of the next frame sent
+    scene_reset.publish(header)
+    got = [detection_summary(client.send(frames[t], stamp=20 + i)["detections"]) for i, t in enumerate((3, 4))]
+
+    fresh = OnlineTracker.from_checkpoint(fg_checkpoint, visibility_threshold=THRESHOLD)
+    expected = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t])] for t in (3, 4)]
+    continued = OnlineTracker.from_checkpoint(fg_checkpoint, visibility_threshold=THRESHOLD)
+    for frame in first_scene:
+        continued.step(frame)
+    without_reset = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in continued.step(frames[t])]
+                     for t in (3, 4)]
+    assert without_reset != expected, "the frames cannot tell a reset from none"
+    for g, e in zip(got, expected):
+        assert [d[0] for d in g] == [d[0] for d in e]
+        assert [d[1:] for d in g] == [pytest.approx(d[1:], abs=1e-6) for d in e]
+    assert client.spin_until(lambda: "scene reset (second_scene)" in log.read_text())
+    client.node.destroy_publisher(scene_reset)
 
 
 def test_bad_images_are_reported_and_the_node_survives(tracker, frames):

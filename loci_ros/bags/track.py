@@ -1,15 +1,15 @@
 """`loci bag track`: run the tracker over a bag offline and write the node's outputs into a new bag.
 
-The same code as the live node makes the messages: the node's parameters (defaults of
-loci_ros.tracker_node, overridden by a params file in the `loci_tracker: ros__parameters:` layout),
-the same OnlineTracker construction, image conversion and `loci_ros.messages.build_outputs`. Each
-output carries the input image's header and is stored at the input's bag time, under
-`<namespace>/{detections,masks,debug_image,markers}`.
+The same code as the live node makes the messages: the node's parameters, tracker construction,
+output settings, camera_info camera and input checks (loci_ros/tracker_setup.py; the parameters come
+from their defaults, overridden by a params file in the `/**/loci_tracker: ros__parameters:` layout)
+and `loci_ros.messages.build_outputs`. Each output carries the input image's header and is stored at
+the input's bag time, under `<namespace>/{detections,masks,debug_image,markers}`.
 
-Differences from a live run, on purpose: every frame is tracked (a live node drops frames it cannot
-keep up with), and the tracker resets at each `/loci/scene_reset` (a new video of a made bag), as a
-node does when its `reset` service is called there. The input topics are copied into the output bag
-too (unless asked not to), so ground truth and outputs sit side by side for `loci eval`.
+The tracker resets at each `/loci/scene_reset` (a new video of a made bag), as the node does on its
+`scene_reset` topic. The one difference from a live run, on purpose: every frame is tracked (a live
+node drops frames it cannot keep up with). The input topics are copied into the output bag too (unless
+asked not to), so ground truth and outputs sit side by side for `loci eval`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,17 @@ import yaml
 
 from loci_ros.bags import CAMERA_INFO_TOPIC, IMAGE_TOPIC, SCENE_RESET_TOPIC
 from loci_ros.bags.storage import BagError, BagWriter, open_bag
+from loci_ros.tracker_setup import (
+    NODE_NAME,
+    FrameRejected,
+    default_values,
+    make_tracker,
+    output_settings,
+    pinhole_camera,
+    rgb_frame,
+    value_problem,
+)
 
-NODE_NAME = "loci_tracker"
 OUTPUT_TYPES = {
     "detections": "vision_msgs/msg/Detection2DArray",
     "masks": "sensor_msgs/msg/Image",
@@ -42,12 +51,12 @@ class TrackStats:
 
 def node_parameters(params_file: str | Path | None = None, overrides: dict | None = None,
                     namespace: str = "") -> dict:
-    """The tracker node's parameter values: its declared defaults, then the params file's sections
-    that name the node (`/**`, `/**/loci_tracker`, `loci_tracker`, `<namespace>/loci_tracker`, in file
-    order), then `overrides`. Unknown names are an error."""
-    from loci_ros.tracker_node import PARAMETERS
-
-    values = {name: spec[0] for name, spec in PARAMETERS.items()}
+    """The tracker node's parameter values: its declared defaults, then the params file's sections that
+    name the node as rcl matches them for a node in `namespace` (`/**`, `/**/loci_tracker`,
+    `<namespace>/loci_tracker`; a name without a leading slash is absolute, so a plain `loci_tracker`
+    applies only without a namespace), in file order, then `overrides`. Unknown names and values the node
+    would reject are errors; a `loci_tracker` section the node would ignore is reported on stderr."""
+    values = default_values()
     layers = []
     if params_file is not None:
         path = Path(params_file)
@@ -57,11 +66,18 @@ def node_parameters(params_file: str | Path | None = None, overrides: dict | Non
             raise ValueError(f"cannot read params file {path}: {err}") from None
         if not isinstance(data, dict):
             raise ValueError(f"params file {path} is not a mapping of node names")
-        names = {"/**", "/**/" + NODE_NAME, NODE_NAME, "/" + NODE_NAME, f"{namespace}/{NODE_NAME}"}
+        names = {"/**", "/**/" + NODE_NAME, f"{namespace}/{NODE_NAME}"}
         for section, content in data.items():
             params = (content or {}).get("ros__parameters") if isinstance(content, dict) else None
-            if section in names and params:
+            if not params:
+                continue
+            rule = str(section) if str(section).startswith("/") else f"/{section}"  # rcl: no slash = absolute
+            if rule in names:
                 layers.append((f"{path} [{section}]", params))
+            elif rule.endswith("/" + NODE_NAME):
+                print(f"[bag track] {path}: section {section!r} does not name the node "
+                      f"{namespace}/{NODE_NAME}, so it is ignored (as the node would); "
+                      f"'/**/{NODE_NAME}' applies in any namespace", file=sys.stderr)
     if overrides:
         layers.append(("overrides", overrides))
     for source, params in layers:
@@ -70,38 +86,11 @@ def node_parameters(params_file: str | Path | None = None, overrides: dict | Non
                 continue
             if name not in values:
                 raise ValueError(f"{source}: unknown tracker parameter {name!r}")
+            problem = value_problem(name, value)
+            if problem:
+                raise ValueError(f"{source}: {problem}")
             values[name] = value
     return values
-
-
-def _tracker(params: dict):
-    """OnlineTracker built from the node's parameters, as loci_ros.tracker_node does."""
-    from loci_core.camera import ProjectiveCamera
-    from loci_core.tracker import OnlineTracker
-    from loci_ros.tracker_node import _read_background
-
-    path = Path(params["checkpoint"]).expanduser()
-    if not params["checkpoint"]:
-        raise ValueError("no checkpoint: give --checkpoint or a params file that sets 'checkpoint'")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    background = None
-    if params["background"]:
-        background = _read_background(Path(params["background"]).expanduser())
-    camera = ProjectiveCamera.cater() if params["camera_model"] == "cater" else None
-    return OnlineTracker.from_checkpoint(
-        path, device=params["device"], camera=camera, level=params["model_level"] or None,
-        background=background, ground_height=params["ground_plane_height"],
-        visibility_threshold=params["visibility_threshold"], seed=params["seed"])
-
-
-def _output_settings(params: dict):
-    from loci_ros.messages import OutputSettings
-
-    return OutputSettings(
-        frame_id=params["frame_id"], ground_frame_id=params["ground_frame_id"],
-        ground_plane_height=params["ground_plane_height"], marker_depth=params["marker_depth"],
-        marker_scale=params["marker_scale"], marker_lifetime=params["marker_lifetime"])
 
 
 def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
@@ -109,13 +98,14 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
               image_topic: str = IMAGE_TOPIC, camera_info_topic: str = CAMERA_INFO_TOPIC,
               reset_on_scene: bool = True, copy_input: bool = True, device: str | None = None,
               progress: bool = True) -> TrackStats:
-    """Track every image of `bag` and write the outputs (and by default the input) into a new bag `out`."""
+    """Track every image of `bag` and write the outputs (and by default the input) into a new bag `out`.
+
+    Raises BagError for unusable bags, ValueError for bad parameters and tracker_setup.StartupError
+    (a RuntimeError) when the checkpoint or background cannot be loaded."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CameraInfo, Image
     from tqdm import tqdm
 
-    from loci_core.camera import PinholeCamera
-    from loci_ros.image_conversion import ImageLayoutError, UnsupportedEncodingError, image_to_rgb8
     from loci_ros.messages import build_outputs
 
     overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device)) if v is not None}
@@ -131,8 +121,8 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
         clashes = sorted(set(topics.values()) & set(types)) if copy_input else []
         if clashes:
             raise BagError(f"bag {bag} already has {', '.join(clashes)}; pick another --namespace")
-        tracker = _tracker(params)
-        settings = _output_settings(params)
+        tracker = make_tracker(params)
+        settings = output_settings(params)
         use_camera_info = params["camera_model"] == "camera_info"
         camera_k, input_shape = None, None
         wanted = [c for c in reader.connections
@@ -148,18 +138,17 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                     stats.resets += 1
                 elif conn.topic == camera_info_topic and use_camera_info:
                     info = deserialize_message(bytes(raw), CameraInfo)
-                    if info.k[0] > 0 and info.k[4] > 0 and info.width and info.height:
-                        tracker.camera = PinholeCamera.from_height_pitch(
-                            list(info.k), info.width, info.height, params["camera_height"],
-                            params["camera_pitch_deg"])
-                        camera_k = tuple(info.k)
+                    try:
+                        tracker.camera = pinhole_camera(info.k, info.width, info.height, params)
+                    except ValueError:
+                        continue  # as the node: keep the previous camera (or none)
+                    camera_k = tuple(info.k)
                 elif conn.topic == image_topic:
                     bar.update()
                     msg = deserialize_message(bytes(raw), Image)
                     try:
-                        image = image_to_rgb8(msg)
-                        _check_aspect(image.shape[:2], tracker.resolution, params["max_aspect_error"])
-                    except (UnsupportedEncodingError, ImageLayoutError, ValueError) as err:
+                        image = rgb_frame(msg, tracker.resolution, params["max_aspect_error"])
+                    except FrameRejected as err:
                         stats.skipped[str(err)] = stats.skipped.get(str(err), 0) + 1
                         continue
                     if input_shape is not None and image.shape[:2] != input_shape:
@@ -175,13 +164,6 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                         writer.write(topic, OUTPUT_TYPES[name], t_ns, raw_out)
                         stats.written[topic] += 1
     for problem, count in stats.skipped.items():
-        print(f"[bag track] skipped {count} frame(s): {problem}", file=sys.stderr)
+        print(f"[bag track] dropped {count} frame(s), {problem}", file=sys.stderr)
     return stats
 
-
-def _check_aspect(shape: tuple[int, int], model: tuple[int, int], max_error: float) -> None:
-    """The node's size rule: the input's aspect ratio must be the model's within max_aspect_error."""
-    (height, width), (mh, mw) = shape, model
-    if height == 0 or width == 0 or abs((width / height) / (mw / mh) - 1.0) > max_error:
-        raise ValueError(f"unsupported image size {width}x{height}: the model expects aspect {mw}x{mh} "
-                         f"within max_aspect_error {max_error}")
