@@ -236,7 +236,12 @@ def test_offline_equals_live_node(bag, videos, tracked, checkpoint, params_file,
     live = [detections_summary(m) for _, m in messages(out, "/loci/detections")]
     offline = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")]
     assert len(offline) == frames
-    assert live == offline, (tmp_path / "node.log").read_text()
+    # Same ids and boxes; scores may differ in the last float32 digits, since two processes may
+    # reduce sums in another order (thread counts).
+    assert [[(i, box) for i, box, _ in f] for f in live] == [[(i, box) for i, box, _ in f] for f in offline], \
+        (tmp_path / "node.log").read_text()
+    for live_frame, offline_frame in zip(live, offline, strict=True):
+        assert [s for *_, s in live_frame] == pytest.approx([s for *_, s in offline_frame], abs=1e-4)
     assert "scene reset (video_b)" in (tmp_path / "node.log").read_text()
 
 
