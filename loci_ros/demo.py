@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loci_ros.bags import CAMERA_INFO_TOPIC, IMAGE_TOPIC, SCENE_RESET_TOPIC
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO / "models" / "loci-cater-small.pt"
 NAMESPACE = "/loci"
@@ -116,7 +118,6 @@ def _read_outputs(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarra
 
 def _input_stamps(bag: Path) -> list[tuple[str, list[int]]]:
     """(video name, image stamps in order) for each video of a bag made by `loci bag make`."""
-    from loci_ros.bags import IMAGE_TOPIC, SCENE_RESET_TOPIC
     from loci_ros.bags.storage import open_bag
     from loci_ros.vision_types import typestore
 
@@ -199,8 +200,8 @@ def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, s
 
     node, node_log = steps.start("tracker_node", [
         "loci_ros.tracker_node", "--ros-args", "--params-file", str(REPO / "config" / "tracker.yaml"),
-        "-r", f"__ns:={NAMESPACE}", "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
-        "-r", "scene_reset:=/loci/scene_reset",
+        "-r", f"__ns:={NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={CAMERA_INFO_TOPIC}",
+        "-r", f"scene_reset:={SCENE_RESET_TOPIC}",
         "-p", f"checkpoint:={checkpoint}", "-p", "input_reliability:=reliable"])
     recorder = None
     try:
@@ -208,8 +209,10 @@ def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, s
         recorder, rec_log = steps.start("record", ["loci_core.cli", "bag", "record", "--topics", *OUTPUT_TOPICS,
                                                    "--out", str(tracked)])
         time.sleep(DISCOVERY_GRACE_S)
+        # Only what the node consumes: waiting for subscribers of the ground-truth topics would stall.
         steps.run("bag_play", ["loci_core.cli", "bag", "play", str(scenes), "--rate", str(rate),
-                               "--wait-for-subscribers", "--delay", "1.0"])
+                               "--topics", IMAGE_TOPIC, SCENE_RESET_TOPIC, "--wait-for-subscribers",
+                               "--delay", "1.0"])
         time.sleep(DISCOVERY_GRACE_S)  # the node's answer to the last frames is still in flight
     finally:
         if recorder is not None:
@@ -227,7 +230,7 @@ def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, s
     write_video(out / "overlay.gif", overlays[::3], fps=8.0)
 
     steps.run("eval", ["loci_core.cli", "eval", "--checkpoint", str(checkpoint), "--data", str(data),
-                       "--split", "all", "--out", str(out / "eval")])
+                       "--split", "all", "--resize", "--out", str(out / "eval")])
     node_table = _markdown(summary)
     offline_table = (out / "eval" / "results.md").read_text() if (out / "eval" / "results.md").exists() else ""
     (out / "results.md").write_text(f"# loci demo\n\n{node_table}\n\n## loci eval (offline, same videos)\n\n"
