@@ -28,16 +28,24 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | Path, model: Loci, cfg: LociConfig, global_step: int = 0, **extra) -> Path:
     """Write atomically (temporary file + rename): a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg_dict = config_to_dict(cfg)
     cfg_dict["model"]["level"] = model.level  # the level the weights were last used at
     data = {"format": FORMAT, "version": VERSION, "config": cfg_dict,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "global_step": int(global_step), **extra}
+    return write_checkpoint(path, data)
+
+
+def write_checkpoint(path: str | Path, data: dict) -> Path:
+    """Write a checkpoint dict as it is (e.g. one rebuilt from `load_checkpoint`), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed save (disk full) must not leave a hidden half-file
     return path
 
 

@@ -19,8 +19,10 @@ COMMANDS = {
     "data": "loci_core.data.commands",
     "train": "loci_core.train",
     "eval": "loci_core.evaluate",
+    "curve": "loci_core.learning_curve",
     "save": "loci_core.save_latents",
     "playground": "loci_core.playground",
+    "export": "loci_core.export",
     "bag": "loci_ros.bag_commands",
     "demo": "loci_ros.demo",
 }

@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import rclpy
@@ -103,18 +104,20 @@ class TrackerNode(Node):
         # Created before the image subscription: when a reset and a frame are both waiting, the executor
         # takes the reset first.
         self._reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+        self._queue_limit = max(1, self._param("queue_frames"))
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._queue_limit,
                                reliability=RELIABILITY[self._param("input_reliability")])
         self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
         if self._param("camera_model") == "camera_info":
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_service(Trigger, "reset", self._on_reset)
 
-        # The newest unprocessed frame, handed from the executor thread to the worker thread.
-        self._pending: Image | None = None
-        # Stamp (ns) of the newest scene reset not yet applied: the state is cleared before the first frame
-        # stamped at or after it.
-        self._reset_stamp: int | None = None
+        # Unprocessed frames, handed from the executor thread to the worker thread; with queue_frames = 0
+        # only the newest waits, so the output stays real time.
+        self._pending: deque[Image] = deque()
+        # Stamps (ns) of scene resets not yet applied: the state is cleared before the first frame stamped at
+        # or after one (several may wait while queued frames of earlier scenes are tracked).
+        self._reset_stamps: list[int] = []
         self._wake = threading.Condition()
         self._stopping = False
         self._error_times: dict[str, float] = {}
@@ -185,9 +188,10 @@ class TrackerNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         with self._wake:
-            if self._pending is not None:
+            if len(self._pending) >= self._queue_limit:
+                self._pending.popleft()
                 self._stats["dropped"] += 1
-            self._pending = msg
+            self._pending.append(msg)
             self._wake.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -206,7 +210,7 @@ class TrackerNode(Node):
 
     def _on_scene_reset(self, msg: Header) -> None:
         with self._wake:
-            self._reset_stamp = stamp_ns(msg)
+            self._reset_stamps.append(stamp_ns(msg))
         self.get_logger().info(f"scene reset ({msg.frame_id or 'unnamed'}): tracking restarts with the frame "
                                f"stamped {msg.stamp.sec}.{msg.stamp.nanosec:09d}")
 
@@ -223,14 +227,15 @@ class TrackerNode(Node):
     def _work(self) -> None:
         while True:
             with self._wake:
-                while self._pending is None and not self._stopping:
+                while not self._pending and not self._stopping:
                     self._wake.wait()
                 if self._stopping:
                     return
-                msg, self._pending = self._pending, None
-                new_scene = self._reset_stamp is not None and stamp_ns(msg.header) >= self._reset_stamp
+                msg = self._pending.popleft()
+                stamp = stamp_ns(msg.header)
+                new_scene = any(r <= stamp for r in self._reset_stamps)
                 if new_scene:
-                    self._reset_stamp = None
+                    self._reset_stamps = [r for r in self._reset_stamps if r > stamp]
             try:
                 self._process(msg, new_scene)
             except Exception as err:  # noqa: BLE001 - one bad frame must not kill the node

@@ -63,6 +63,10 @@ PARAMETERS = {
     "input_reliability": ("best_effort", "QoS reliability of the image subscription: best_effort (sensor "
                                          "data; matches any publisher), reliable, or system_default", True,
                           RELIABILITY_CHOICES),
+    "queue_frames": (0, "0 = real time: only the newest unprocessed frame is kept, older ones are dropped; "
+                        "N > 0 = up to N frames wait and every one is tracked in order (replaying a bag "
+                        "faster than the model runs, exact comparisons with `loci bag track`)", True,
+                     Range(0, 10000, 1, integer=True)),
     "camera_model": ("none", "where ground-plane positions come from: 'cater' (the static CATER camera), "
                              "'camera_info' (pinhole K from the camera_info topic, posed by camera_height "
                              "and camera_pitch_deg over the ground), or 'none' (image positions only)", True,

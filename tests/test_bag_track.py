@@ -209,7 +209,8 @@ def test_offline_equals_live_node(bag, videos, tracked, checkpoint, params_file,
     node = subprocess.Popen(
         [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args",
          "--params-file", str(params_file), "-p", f"checkpoint:={checkpoint}",
-         "-p", "input_reliability:=reliable", "-r", "__ns:=/loci", "-r", f"image:={IMAGE_TOPIC}"],
+         "-p", "input_reliability:=reliable", "-p", "queue_frames:=100", "-r", "__ns:=/loci",
+         "-r", f"image:={IMAGE_TOPIC}"],
         cwd=repo_root, stdout=log, stderr=subprocess.STDOUT)
     out = tmp_path / "live"
     stop, ready, result = threading.Event(), threading.Event(), {}
