@@ -1,4 +1,4 @@
-"""`loci bag make | play | record | track`: rosbag2 tools that need no ros2cli.
+"""`loci bag make | play | record | track | eval`: rosbag2 tools that need no ros2cli.
 
 Only argparse here; the work (and the heavy imports) happens in loci_ros.bags.* when a command runs.
 Topic layout of made bags: see loci_ros/bags/__init__.py.
@@ -11,7 +11,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    bag = subparsers.add_parser("bag", help="make, play, record and track rosbag2 bags",
+    bag = subparsers.add_parser("bag", help="make, play, record, track and score rosbag2 bags",
                                 description="rosbag2 tools (mcap or sqlite3, format 9) without ros2cli.")
     sub = bag.add_subparsers(dest="bag_command", metavar="BAG_COMMAND", required=True)
 
@@ -70,10 +70,22 @@ def register(subparsers) -> None:
     track.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     track.set_defaults(func=_track)
 
+    ev = sub.add_parser("eval", help="score the label images of a tracked bag against the data set's ground truth")
+    ev.add_argument("bag", metavar="TRACKED_BAG",
+                    help="bag with the tracker's label images (`loci bag track` or `loci bag record`)")
+    ev.add_argument("--scenes", required=True, metavar="SCENES_BAG",
+                    help="the bag `loci bag make` wrote from --data and the tracker was fed from")
+    ev.add_argument("--data", required=True, help="the CATER-format data set, with ground_truth/")
+    ev.add_argument("--out", default=None, help="directory for results.json and results.md "
+                                                "(default: <TRACKED_BAG>-eval next to the bag)")
+    ev.add_argument("--masks-topic", default="/loci/masks",
+                    help="mono8 label images: 0 = background, k + 1 = entity k")
+    ev.set_defaults(func=_eval)
 
-def _fail(err: Exception) -> int:
+
+def _fail(err: Exception | str, code: int = 1) -> int:
     print(f"loci bag: {err}", file=sys.stderr)
-    return 1
+    return code
 
 
 def _make(args: argparse.Namespace) -> int:
@@ -137,8 +149,27 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from loci_core.data.reader import CaterFormatError
+    from loci_core.evaluate import EvalError
+    from loci_ros.bags.evaluate import default_out, report, score_tracked_bag, write_results
+    from loci_ros.bags.storage import BagError
+    from loci_ros.image_conversion import ImageLayoutError
+
+    out = args.out or default_out(args.bag)
+    try:
+        summary = score_tracked_bag(args.bag, args.scenes, args.data, masks_topic=args.masks_topic)
+        write_results(summary, out)
+    except (BagError, EvalError, CaterFormatError, ImageLayoutError, OSError) as err:
+        # 2 as `loci eval` exits for inputs it cannot score, so scripts running both treat them alike
+        return _fail(" ".join(str(err).split()), code=2)
+    print(report(summary))
+    print(f"\nwritten to {out}/ (results.json, results.md)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m loci_ros.bag_commands make|play|record|track ...`: the bag tools without the rest of
+    """`python -m loci_ros.bag_commands make|play|record|track|eval ...`: the bag tools without the rest of
     the `loci` command (whose other sub-commands import torch at start-up)."""
     parser = argparse.ArgumentParser(prog="loci")
     register(parser.add_subparsers(dest="command", required=True))

@@ -4,8 +4,9 @@
 2. write them into a rosbag2 (`loci bag make`),
 3. start the tracker node with the released model and a recorder of its outputs,
 4. replay the bag onto the node over real DDS (`loci bag play`),
-5. turn the recorded outputs into an overlay video, score them against the ground truth, and run
-   `loci eval` (the model offline, CATER table and baselines) on the same videos.
+5. turn the recorded outputs into an overlay video, score them against the ground truth (as
+   `loci bag eval` does), and run `loci eval` (the model offline, CATER table and baselines) on the
+   same videos.
 
 Everything goes to `--out` (default demo_out/); every step runs the same command a user would.
 DDS stays on this machine: discovery is limited to localhost and a private domain id is drawn.
@@ -96,87 +97,18 @@ def _wait_for_line(proc: subprocess.Popen, log_path: Path, needle: str, timeout:
     raise DemoError(f"{log_path.stem} did not report '{needle}' within {timeout:.0f} s")
 
 
-def _read_outputs(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, int]]:
-    """The node's recorded label masks and overlay images by input stamp, and detections per stamp."""
-    from loci_ros.bags.storage import open_bag
-    from loci_ros.image_conversion import image_to_numpy
-    from loci_ros.vision_types import stamp_ns, typestore
+def _score_node_outputs(data: Path, scenes: Path, tracked: Path) -> tuple[dict, list[np.ndarray]]:
+    """`loci bag eval`'s scores of the recorded label images, and the recorded overlays in stamp order."""
+    from loci_core.evaluate import EvalError
+    from loci_ros.bags.evaluate import read_images, score_tracked_bag
+    from loci_ros.bags.storage import BagError
 
-    store = typestore()
-    masks, overlays, detections = {}, {}, {}
-    with open_bag(bag) as reader:
-        for conn, _, raw in reader.messages():
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            if conn.topic == f"{NAMESPACE}/masks":
-                masks[stamp_ns(msg.header)] = image_to_numpy(msg)
-            elif conn.topic == f"{NAMESPACE}/debug_image":
-                overlays[stamp_ns(msg.header)] = image_to_numpy(msg)
-            elif conn.topic == f"{NAMESPACE}/detections":
-                detections[stamp_ns(msg.header)] = len(msg.detections)
-    return masks, overlays, detections
-
-
-def _input_stamps(bag: Path) -> list[tuple[str, list[int]]]:
-    """(video name, image stamps in order) for each video of a bag made by `loci bag make`."""
-    from loci_ros.bags.storage import open_bag
-    from loci_ros.vision_types import typestore
-
-    store = typestore()
-    videos: list[tuple[str, list[int]]] = []
-    with open_bag(bag) as reader:
-        conns = [c for c in reader.connections if c.topic in (IMAGE_TOPIC, SCENE_RESET_TOPIC)]
-        for conn, t_ns, raw in reader.messages(connections=conns):
-            if conn.topic == SCENE_RESET_TOPIC:
-                videos.append((store.deserialize_cdr(raw, conn.msgtype).frame_id, []))
-            else:
-                videos[-1][1].append(t_ns)
-    return videos
-
-
-def score_node_outputs(data: Path, scenes_bag: Path, tracked_bag: Path, size: tuple[int, int]) -> tuple[dict, list]:
-    """Tracking scores of what the node published, against the generated ground truth.
-
-    The node answers each frame it processed with a label image stamped like that frame; frames it
-    dropped to stay real-time keep the previous answer (what a consumer would be showing).
-    """
-    import cv2
-
-    from loci_core.data.dataset import CaterVideos
-    from loci_core.evaluate import evaluate_tracks, summarise_tracks
-
-    masks, overlays, _ = _read_outputs(tracked_bag)
-    dataset = CaterVideos(data, split="all", size=size)
-    items = {dataset[i]["name"]: dataset[i] for i in range(len(dataset))}
-    per_video, answered, total, frames_out = [], 0, 0, []
-    for name, stamps in _input_stamps(scenes_bag):
-        item = items[name]
-        labels, last = [], np.zeros(size, np.uint8)
-        for t_ns in stamps:
-            if t_ns in masks:
-                answered += 1
-                last = cv2.resize(masks[t_ns], (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-            labels.append(last)
-            if t_ns in overlays:
-                frames_out.append(overlays[t_ns])
-        total += len(stamps)
-        # The label image answering frame t is Loci's segmentation of frame t (see the tracker).
-        per_video.append(evaluate_tracks(np.stack(labels), item, frames=slice(0, None)))
-    summary = summarise_tracks(per_video)
-    summary["frames_answered"], summary["frames_sent"] = answered, total
-    return summary, frames_out
-
-
-def _markdown(summary: dict) -> str:
-    pos = summary.get("position", {})
-    rows = [("frames answered / sent", f"{summary['frames_answered']} / {summary['frames_sent']}"),
-            ("MOTA", f"{summary.get('mota', float('nan')):.3f}"),
-            ("IDF1", f"{summary.get('idf1', float('nan')):.3f}"),
-            ("FG-ARI", f"{summary['fg_ari']:.3f}"), ("mIoU", f"{summary['miou']:.3f}")]
-    for state, value in pos.items():
-        if isinstance(value, int | float):
-            rows.append((f"position error, {state} (px)", f"{value:.2f}"))
-    lines = ["| tracker node over DDS | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    return "\n".join(lines)
+    try:
+        summary = score_tracked_bag(tracked, scenes, data, masks_topic=f"{NAMESPACE}/masks")
+        overlays = read_images(tracked, f"{NAMESPACE}/debug_image")
+    except (BagError, EvalError) as err:
+        raise DemoError(f"the node's recorded outputs cannot be scored ({err}); see logs/tracker_node.log") from None
+    return summary, [overlays[t] for t in sorted(overlays)]
 
 
 def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, size: str, rate: float) -> dict:
@@ -220,23 +152,22 @@ def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, s
         node_rc = _stop(node)
     _log(f"tracker node stopped (exit {node_rc})")
 
-    h, w = (int(v) for v in reversed(size.split("x")))
-    summary, overlays = score_node_outputs(data, scenes, tracked, (h, w))
+    summary, overlays = _score_node_outputs(data, scenes, tracked)
     if not overlays:
         raise DemoError("the node published no debug images; see logs/tracker_node.log")
     from loci_core.visualize import write_video
+    from loci_ros.bags.evaluate import markdown
 
     write_video(out / "overlay.mp4", overlays, fps=24.0 * rate)
     write_video(out / "overlay.gif", overlays[::3], fps=8.0)
 
     steps.run("eval", ["loci_core.cli", "eval", "--checkpoint", str(checkpoint), "--data", str(data),
                        "--split", "all", "--resize", "--out", str(out / "eval")])
-    node_table = _markdown(summary)
+    node_table = markdown(summary, "tracker node over DDS")
     offline_table = (out / "eval" / "results.md").read_text() if (out / "eval" / "results.md").exists() else ""
     (out / "results.md").write_text(f"# loci demo\n\n{node_table}\n\n## loci eval (offline, same videos)\n\n"
                                     f"{offline_table}\n")
-    (out / "node_scores.json").write_text(json.dumps(
-        {k: v for k, v in summary.items() if isinstance(v, int | float | dict)}, indent=2, default=float))
+    (out / "node_scores.json").write_text(json.dumps(summary, indent=2, default=float))
     summary["wall_s"] = time.monotonic() - started
     summary["step_s"] = steps.times
     print("\n" + "=" * 72)

@@ -1,4 +1,4 @@
-"""rosbag2 tools without ros2cli: make bags from CATER-style videos, play, record, track offline.
+"""rosbag2 tools without ros2cli: make bags from CATER-style videos, play, record, track offline, score.
 
 Topic layout of bags made by `loci bag make` (all stamps in bag time; one camera, frame
 `camera_optical_frame`):

@@ -9,7 +9,7 @@ the input's bag time, under `<namespace>/{detections,masks,debug_image,markers}`
 The tracker resets at each `/loci/scene_reset` (a new video of a made bag), as the node does on its
 `scene_reset` topic. The one difference from a live run, on purpose: every frame is tracked (a live
 node drops frames it cannot keep up with). The input topics are copied into the output bag too (unless
-asked not to), so ground truth and outputs sit side by side for `loci eval`.
+asked not to), so ground truth and outputs sit side by side; `loci bag eval` scores the outputs.
 """
 
 from __future__ import annotations
