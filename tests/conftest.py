@@ -40,3 +40,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = Loci(cfg.model)
     return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", model, cfg, global_step=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: tiny convolutions run ~40x slower with two OpenMP threads on a
+    busy 2-core machine, and one thread keeps model steps predictable."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,17 +19,6 @@ SCORES = ("mota", "idf1", "fg_ari", "miou")
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Two processes of this suite may share a busy machine; one thread keeps the model steps predictable."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from loci_core.data.generate import GenerateOptions, generate_dataset
 

@@ -14,14 +14,7 @@ from loci_core.config import config_from_dict
 from loci_core.learning_curve import DPI, FIGSIZE
 from loci_core.model import Loci
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two OpenMP threads on a busy 2-core machine make these tiny convolutions ~40x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
