@@ -1,20 +1,25 @@
 """End-to-end speed of the tracker node against the bare OnlineTracker on the same frames, same run.
 
     .venv/bin/python bench/node_speed.py [--checkpoint C | --config config/models/cater-small.yaml]
-        [--frames 30] [--repeats 2] [--threads 1] [--json bench/results/node_speed.json]
+        [--frames 30] [--repeats 2] [--seconds 3] [--overdrive 1.5] [--threads 1]
+        [--json bench/results/node_speed.json]
 
 For each input size (80x60 and 320x240) the same generated CATER-style frames go through
-  bare: `OnlineTracker.step` in this process (the model plus mapping results to input pixels), and
-  node: the `loci_tracker` node in its own process, over loopback DDS (reliable QoS, all four outputs on,
-        visibility threshold 0 so every slot is reported): publish a frame, wait for all four outputs.
-Bare and node alternate frame by frame (`--repeats` streams per size) so machine load hits both alike.
-Reported per frame
-(medians over frames; the first frame of a stream, which includes the warm-up calls, is left out):
-  latency  image published -> detections received;
-  period   image published -> all four outputs received (the lock-step frame time; 1/period = Hz);
-  ratio    period / bare step time (the target is <= 1.15); lat.ratio = latency / bare step time.
-The node's own rate log line is printed too (its averages include each stream's first frame, which runs the
-model's warm-up calls).
+  bare: `OnlineTracker.step` in this process (the model plus mapping results to input pixels), built from
+        the node's parameters (config/tracker.yaml and the overrides below: same camera model, seed ...), and
+  node: the `loci_tracker` node in its own process, over loopback DDS (reliable QoS, visibility threshold 0
+        so every slot is reported, queue_frames 0 = real time),
+with two sets of subscribers: `detections` alone (the issue's path, image -> detections; the node builds
+only what somebody subscribes to) and all four outputs (detections, masks, debug_image, markers: a viewer
+on everything, the worst case). Two measurements each, `--repeats` times, bare and node alternating so
+machine load hits both alike:
+  throughput  a camera publishes faster than the model runs (`--overdrive` x the bare rate, `--seconds`
+              per stream); node Hz = frames whose subscribed outputs all arrived, per second; bare Hz =
+              1 / median bare step time; ratio = bare Hz / node Hz (the target: <= 1.15).
+  latency     lock step: publish one frame, wait for its outputs, then the next; latency = image published
+              -> detections received; lat.ratio = latency / bare step time.
+Medians over frames; the first frame of a stream, which runs the model's warm-up calls, is left out.
+The node's own rate log line is printed too (stale frames it skipped while busy, time per frame).
 Without --checkpoint a freshly initialised checkpoint of --config is used (same compute as a trained one).
 """
 
@@ -65,7 +70,7 @@ def make_frames(count: int) -> dict[tuple[int, int], np.ndarray]:
 
 
 class NodeClient:
-    """Publishes frames to the node and times its outputs."""
+    """Publishes frames to the node and times the outputs it subscribes to."""
 
     def __init__(self):
         import rclpy
@@ -75,18 +80,29 @@ class NodeClient:
         from vision_msgs.msg import Detection2DArray
         from visualization_msgs.msg import MarkerArray
 
-        self.rclpy = rclpy
         self.node = rclpy.create_node("loci_node_speed")
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = self.node.create_publisher(Image, "image", qos)
+        self.qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(Image, "image", self.qos)
+        self.types = {"detections": Detection2DArray, "masks": Image, "debug_image": Image,
+                      "markers": MarkerArray}
         self.arrival: dict[str, dict[int, float]] = {n: {} for n in OUTPUTS}
-        types = {"detections": Detection2DArray, "masks": Image, "debug_image": Image, "markers": MarkerArray}
-        for name, msg_type in types.items():
-            self.node.create_subscription(msg_type, name, self._store(name), qos)
+        self.subscriptions: dict[str, object] = {}
         self.reset_client = self.node.create_client(Trigger, "reset")
         self.trigger = Trigger
+
+    def subscribe(self, names: tuple[str, ...]) -> None:
+        """Subscribe to exactly `names`, and wait until the node's publishers have seen the change."""
+        for name in set(self.subscriptions) - set(names):
+            self.node.destroy_subscription(self.subscriptions.pop(name))
+        for name in set(names) - set(self.subscriptions):
+            self.subscriptions[name] = self.node.create_subscription(self.types[name], name, self._store(name),
+                                                                     self.qos)
+        if not self.spin_until(lambda: all(self.node.count_subscribers(n) == (n in names) for n in OUTPUTS),
+                               timeout=30):
+            raise RuntimeError("subscriptions did not settle")
+        self.spin_until(lambda: False, timeout=0.5)  # the node's own graph view follows within this
 
     def _store(self, name):
         def callback(msg):
@@ -114,8 +130,11 @@ class NodeClient:
         if not self.spin_until(future.done, timeout=30):
             raise RuntimeError("reset service did not answer")
 
-    def send(self, frame: np.ndarray, stamp: int) -> tuple[float, float]:
-        """Publish one frame; (latency to detections, time to all four outputs) in seconds."""
+    def _complete(self, stamp: int) -> bool:
+        return all(stamp in self.arrival[n] for n in self.subscriptions)
+
+    def send(self, frame: np.ndarray, stamp: int) -> float:
+        """Publish one frame, wait for all subscribed outputs; the latency to its detections in seconds."""
         from std_msgs.msg import Header
 
         from loci_ros.image_conversion import numpy_to_image
@@ -125,38 +144,90 @@ class NodeClient:
         msg = numpy_to_image(frame, "rgb8", header=header)
         t0 = time.perf_counter()
         self.pub.publish(msg)
-        if not self.spin_until(lambda: all(stamp in self.arrival[n] for n in OUTPUTS), timeout=60):
+        if not self.spin_until(lambda: self._complete(stamp), timeout=60):
             raise RuntimeError(f"no outputs for stamp {stamp}")
-        return self.arrival["detections"][stamp] - t0, max(self.arrival[n][stamp] for n in OUTPUTS) - t0
+        return self.arrival["detections"][stamp] - t0
+
+    def stream(self, frames: np.ndarray, rate_hz: float, seconds: float, first_stamp: int):
+        """Publish `frames` (cycled) at `rate_hz` for `seconds`, as a camera would, then collect outputs.
+
+        Returns (frames completed per second, latencies to detections in seconds, next free stamp)."""
+        from loci_ros.image_conversion import numpy_to_image
+
+        msgs = [numpy_to_image(f, "rgb8") for f in frames]
+        sent: dict[int, float] = {}
+        interval = 1.0 / rate_hz
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + len(sent) * interval
+            if now >= due:
+                msg = msgs[len(sent) % len(msgs)]
+                stamp = first_stamp + len(sent)
+                msg.header.stamp.sec = stamp
+                msg.header.frame_id = "camera"
+                sent[stamp] = time.perf_counter()
+                self.pub.publish(msg)
+            else:
+                self.executor.spin_once(timeout_sec=due - now)
+        # the frame being tracked when the camera stopped still comes out; nothing after it
+        self.spin_until(lambda: False, timeout=0.5)
+        complete = sorted(s for s in sent if s != first_stamp and self._complete(s))
+        if len(complete) < 3:
+            raise RuntimeError(f"only {len(complete)} frames came out of the node while streaming")
+        done = [max(self.arrival[n][s] for n in self.subscriptions) for s in complete]
+        rate = (len(done) - 1) / (done[-1] - done[0])
+        latency = [self.arrival["detections"][s] - sent[s] for s in complete]
+        return rate, latency, first_stamp + len(sent)
 
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
 
 
-def measure(tracker, client: NodeClient, frames: np.ndarray, first_stamp: int):
-    """One stream through both, frame by frame alternating, so load changes hit both alike.
-
-    Returns per-frame bare step times, node latencies and node periods (seconds), first frame left out."""
+def bare_times(tracker, frames: np.ndarray) -> list[float]:
+    """Bare step times of one stream (seconds), the first frame (warm-up calls) left out."""
     tracker.reset()
-    client.reset()
-    bare, latency, period = [], [], []
-    for i, frame in enumerate(frames):
-        t0 = time.perf_counter()
-        tracker.step(frame)
-        bare.append(time.perf_counter() - t0)
-        lat, per = client.send(frame, first_stamp + i)
-        latency.append(lat)
-        period.append(per)
-    return bare[1:], latency[1:], period[1:]
+    return [_timed(tracker.step, f) for f in frames][1:]
+
+
+def measure(tracker, client: NodeClient, frames: np.ndarray, stamp: int, args) -> tuple[dict, int]:
+    """Lock-step latency and streaming throughput of the node with the client's current subscriptions,
+    bare streams in between. Returns the row's numbers and the next free stamp."""
+    bare, latency, node_hz, stream_latency = [], [], [], []
+    for _ in range(args.repeats):
+        bare += bare_times(tracker, frames)
+        client.reset()
+        latency += [client.send(f, stamp + i) for i, f in enumerate(frames)][1:]
+        stamp += len(frames)
+        b = bare_times(tracker, frames)
+        bare += b
+        client.reset()
+        hz, lat, stamp = client.stream(frames, args.overdrive / float(np.median(b)), args.seconds, stamp)
+        node_hz.append(hz)
+        stream_latency += lat
+    b, lt = 1000 * float(np.median(bare)), 1000 * float(np.median(latency))
+    hz = float(np.median(node_hz))
+    return {"bare_ms": b, "bare_hz": 1000 / b, "node_hz": hz, "ratio": 1000 / b / hz,
+            "stream_latency_ms": 1000 * float(np.median(stream_latency)), "latency_ms": lt,
+            "latency_p95_ms": 1000 * float(np.percentile(latency, 95)), "latency_ratio": lt / b,
+            "frames": len(bare)}, stamp
+
+
+def _timed(step, frame) -> float:
+    t0 = time.perf_counter()
+    step(frame)
+    return time.perf_counter() - t0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to run (default: fresh one of --config)")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "models" / "cater-small.yaml")
-    parser.add_argument("--frames", type=int, default=30, help="frames per pass")
-    parser.add_argument("--repeats", type=int, default=2, help="streams per size")
+    parser.add_argument("--frames", type=int, default=30, help="frames per stream")
+    parser.add_argument("--repeats", type=int, default=2, help="streams per size and measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of a throughput stream")
+    parser.add_argument("--overdrive", type=float, default=1.5,
+                        help="throughput streams publish at this multiple of the bare tracker's rate")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, in this process and the node")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -167,19 +238,23 @@ def main() -> int:
     import rclpy
     import torch
 
-    from loci_core.tracker import OnlineTracker
+    from loci_ros.bags.track import node_parameters
+    from loci_ros.tracker_setup import make_tracker
 
     torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="loci-node-speed-"))
     checkpoint = args.checkpoint or make_checkpoint(args.config, workdir)
     frames = make_frames(args.frames)
-    tracker = OnlineTracker.from_checkpoint(checkpoint, visibility_threshold=0.0)
+    params = {"checkpoint": str(checkpoint), "input_reliability": "reliable", "visibility_threshold": 0.0,
+              "log_period": 5.0}
+    params_file = REPO / "config" / "tracker.yaml"
+    # the bare tracker is the node's own: same parameters (camera model, seed, background ...)
+    tracker = make_tracker(node_parameters(params_file, params))
 
     log = open(workdir / "node.log", "w")  # noqa: SIM115 - the node process writes it until the end
     node = subprocess.Popen(
-        [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "--params-file",
-         str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={checkpoint}",
-         "-p", "input_reliability:=reliable", "-p", "visibility_threshold:=0.0", "-p", "log_period:=5.0"],
+        [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "--params-file", str(params_file),
+         *[arg for name, value in params.items() for arg in ("-p", f"{name}:={value}")]],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     rows, client = [], None
     try:
@@ -188,20 +263,13 @@ def main() -> int:
         client.wait_ready(node)
         stamp = 1
         for size in SIZES:
-            bare, latency, period = [], [], []
-            for _ in range(args.repeats):
-                b, lat, per = measure(tracker, client, frames[size], stamp)
-                stamp += len(frames[size])
-                bare += b
-                latency += lat
-                period += per
-            b, lt, pr = (1000 * float(np.median(v)) for v in (bare, latency, period))
-            model_h, model_w = tracker.resolution
-            rows.append({"input": f"{size[1]}x{size[0]}", "model": f"{model_w}x{model_h}",
-                         "slots": tracker.num_slots, "bare_ms": b, "latency_ms": lt,
-                         "latency_p95_ms": 1000 * float(np.percentile(latency, 95)), "period_ms": pr,
-                         "node_hz": 1000 / pr, "bare_hz": 1000 / b, "ratio": pr / b, "latency_ratio": lt / b,
-                         "frames": len(bare), "threads": args.threads})
+            for outputs in (("detections",), OUTPUTS):
+                client.subscribe(outputs)
+                row, stamp = measure(tracker, client, frames[size], stamp, args)
+                model_h, model_w = tracker.resolution
+                rows.append({"input": f"{size[1]}x{size[0]}", "outputs": "+".join(outputs),
+                             "model": f"{model_w}x{model_h}", "slots": tracker.num_slots, **row,
+                             "threads": args.threads, "overdrive": args.overdrive})
     finally:
         try:
             if client is not None:
@@ -214,11 +282,12 @@ def main() -> int:
 
     print(f"checkpoint {checkpoint} ({args.config.name if not args.checkpoint else 'given'}), "
           f"torch threads {args.threads}, {rows[0]['frames']} frames per size")
-    print(f"{'input':>8} {'bare ms':>8} {'latency ms':>11} {'p95 ms':>7} {'period ms':>10} {'node Hz':>8} "
-          f"{'ratio':>6} {'lat.ratio':>9}  (target: ratio <= {TARGET_RATIO})")
+    print(f"{'input':>8} {'outputs':>8} {'bare ms':>8} {'bare Hz':>8} {'node Hz':>8} {'ratio':>6} "
+          f"{'stream lat':>10} | {'latency ms':>10} {'p95 ms':>7} {'lat.ratio':>9}  (target: ratio <= {TARGET_RATIO})")
     for r in rows:
-        print(f"{r['input']:>8} {r['bare_ms']:8.2f} {r['latency_ms']:11.2f} {r['latency_p95_ms']:7.2f} "
-              f"{r['period_ms']:10.2f} {r['node_hz']:8.1f} {r['ratio']:6.3f} {r['latency_ratio']:9.3f}")
+        print(f"{r['input']:>8} {'all 4' if '+' in r['outputs'] else r['outputs'][:8]:>8} {r['bare_ms']:8.2f} "
+              f"{r['bare_hz']:8.1f} {r['node_hz']:8.1f} {r['ratio']:6.3f} {r['stream_latency_ms']:10.2f} | "
+              f"{r['latency_ms']:10.2f} {r['latency_p95_ms']:7.2f} {r['latency_ratio']:9.3f}")
     rate_lines = [line for line in (workdir / "node.log").read_text().splitlines() if "tracking at" in line]
     if rate_lines:
         print("node's own log:", rate_lines[-1].split("]: ", 1)[-1])

@@ -12,9 +12,11 @@ Bags made by `loci bag make` publish /loci/scene_reset (frame_id = the video nam
 first frame, so replaying one into the node in namespace /loci tracks each video from a fresh state, as
 `loci bag track` does offline. The `reset` service clears the state at once.
 
-Only the newest frame is tracked: the subscription keeps one message and a worker thread takes whatever is
-newest when it is free, so a slow model drops stale frames instead of building a backlog. The executor
-thread stays free for parameters, services, scene resets and camera_info meanwhile.
+Frames are tracked in the image callback, one thread in all. Real time (queue_frames = 0): the subscription
+keeps only the newest frame in the DDS history while the model runs, so a slow model skips stale frames
+inside the middleware, at no cost to Python, instead of building a backlog; gaps in the publisher's sequence
+numbers count them for the rate log line. Parameters, services and scene resets are served between frames.
+An output nobody subscribes to is not built (the debug overlay is the costliest).
 
 The parameters, the tracker construction, the output settings and the input checks live in
 loci_ros/tracker_setup.py, shared with `loci bag track`.
@@ -26,9 +28,7 @@ Run: `tracker_node --ros-args -r __ns:=/loci --params-file config/tracker.yaml -
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import rclpy
@@ -97,7 +97,6 @@ class TrackerNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._settings = self._read_settings()
 
-        self._tracker_lock = threading.Lock()
         self.tracker = make_tracker(self._values())
         self._camera_k = None
         self._camera_info_key = None
@@ -106,27 +105,21 @@ class TrackerNode(Node):
         # Created before the image subscription: when a reset and a frame are both waiting, the executor
         # takes the reset first.
         self._reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
-        self._queue_limit = max(1, self._param("queue_frames"))
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._queue_limit,
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, self._param("queue_frames")),
                                reliability=RELIABILITY[self._param("input_reliability")])
         self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
         if self._param("camera_model") == "camera_info":
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_service(Trigger, "reset", self._on_reset)
 
-        # Unprocessed frames, handed from the executor thread to the worker thread; with queue_frames = 0
-        # only the newest waits, so the output stays real time.
-        self._pending: deque[Image] = deque()
         # Stamps (ns) of scene resets not yet applied: the state is cleared before the first frame stamped at
         # or after one (several may wait while queued frames of earlier scenes are tracked).
         self._reset_stamps: list[int] = []
-        self._wake = threading.Condition()
-        self._stopping = False
         self._error_times: dict[str, float] = {}
         self._stats = _fresh_stats()
+        # Last publication sequence number seen per image publisher: a gap is frames skipped as stale.
+        self._last_sequence: dict[bytes, int] = {}
         self._input_shape = None
-        self._worker = threading.Thread(target=self._work, name="loci_tracker_worker", daemon=True)
-        self._worker.start()
         h, w = self.tracker.resolution
         self.get_logger().info(
             f"{NODE_NAME} ready: model {self._param('checkpoint')} ({self.tracker.num_slots} slots) at "
@@ -172,10 +165,9 @@ class TrackerNode(Node):
 
     def _apply_parameters(self, params) -> None:
         self._settings = self._read_settings()
-        with self._tracker_lock:
-            self.tracker.visibility_threshold = self._settings.visibility_threshold
-            self.tracker.ground_height = self._settings.ground_plane_height
-            self._camera_info_key = None  # rebuild the pinhole camera's pose on the next CameraInfo
+        self.tracker.visibility_threshold = self._settings.visibility_threshold
+        self.tracker.ground_height = self._settings.ground_plane_height
+        self._camera_info_key = None  # rebuild the pinhole camera's pose on the next CameraInfo
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
     def _read_settings(self) -> Settings:
@@ -188,13 +180,27 @@ class TrackerNode(Node):
 
     # ------------------------------------------------------------------------------------------ callbacks
 
-    def _on_image(self, msg: Image) -> None:
-        with self._wake:
-            if len(self._pending) >= self._queue_limit:
-                self._pending.popleft()
-                self._stats["dropped"] += 1
-            self._pending.append(msg)
-            self._wake.notify()
+    def _on_image(self, msg: Image, info: dict) -> None:
+        self._count_skipped(info)
+        stamp = stamp_ns(msg.header)
+        new_scene = any(r <= stamp for r in self._reset_stamps)
+        if new_scene:
+            self._reset_stamps = [r for r in self._reset_stamps if r > stamp]
+        try:
+            self._process(msg, new_scene)
+        except Exception as err:  # noqa: BLE001 - one bad frame must not kill the node
+            self._throttled_error("processing", f"tracking failed on a frame: {type(err).__name__}: {err}")
+
+    def _count_skipped(self, info: dict) -> None:
+        """Frames the middleware dropped as stale: gaps in the sending publisher's sequence numbers."""
+        sequence = info.get("publication_sequence_number")
+        publisher = info.get("publisher_gid", {}).get("data")
+        if not sequence or publisher is None:  # an RMW without sequence numbers: nothing to count
+            return
+        last = self._last_sequence.get(publisher)
+        if last is not None and sequence > last + 1:
+            self._stats["dropped"] += sequence - last - 1
+        self._last_sequence[publisher] = sequence
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         key = (tuple(msg.k), msg.width, msg.height)
@@ -205,70 +211,46 @@ class TrackerNode(Node):
         except ValueError as err:
             self._throttled_error("camera_info", f"{err}; ground positions unavailable")
             return
-        with self._tracker_lock:
-            self.tracker.camera = camera
-            self._camera_k = tuple(msg.k)
-            self._camera_info_key = key
+        self.tracker.camera = camera
+        self._camera_k = tuple(msg.k)
+        self._camera_info_key = key
 
     def _on_scene_reset(self, msg: Header) -> None:
-        with self._wake:
-            self._reset_stamps.append(stamp_ns(msg))
+        self._reset_stamps.append(stamp_ns(msg))
         self.get_logger().info(f"scene reset ({msg.frame_id or 'unnamed'}): tracking restarts with the frame "
                                f"stamped {msg.stamp.sec}.{msg.stamp.nanosec:09d}")
 
     def _on_reset(self, request, response):
-        with self._tracker_lock:
-            self.tracker.reset()
+        self.tracker.reset()
         response.success = True
         response.message = "tracking state cleared; the next frame starts a new sequence"
         self.get_logger().info("reset: tracking state cleared")
         return response
 
-    # ------------------------------------------------------------------------------------------ worker
-
-    def _work(self) -> None:
-        while True:
-            with self._wake:
-                while not self._pending and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                msg = self._pending.popleft()
-                stamp = stamp_ns(msg.header)
-                new_scene = any(r <= stamp for r in self._reset_stamps)
-                if new_scene:
-                    self._reset_stamps = [r for r in self._reset_stamps if r > stamp]
-            try:
-                self._process(msg, new_scene)
-            except Exception as err:  # noqa: BLE001 - one bad frame must not kill the node
-                self._throttled_error("processing",
-                                      f"tracking failed on a frame: {type(err).__name__}: {err}")
+    # ------------------------------------------------------------------------------------------ tracking
 
     def _process(self, msg: Image, new_scene: bool) -> None:
         start = time.perf_counter()
         settings = self._settings
         if new_scene:  # before the frame is checked, as `loci bag track` resets at the reset message
-            with self._tracker_lock:
-                self.tracker.reset()
+            self.tracker.reset()
         try:
             image = rgb_frame(msg, self.tracker.resolution, settings.max_aspect_error)
         except FrameRejected as err:
             self._throttled_error(err.key, f"dropping {err}")
             return
-        with self._tracker_lock:
-            if self._input_shape is not None and image.shape[:2] != self._input_shape:
-                self.get_logger().info(f"input size changed {self._input_shape} -> {image.shape[:2]}: reset")
-                self.tracker.reset()
-            self._input_shape = image.shape[:2]
-            t0 = time.perf_counter()
-            entities = self.tracker.step(image)
-            track_s = time.perf_counter() - t0
-            camera_k = self._camera_k
-        publish = settings.publish
-        build_outputs(image, entities, msg.header, settings.output, camera_k=camera_k,
-                      detections=publish["detections"] and self._outputs["detections"] is not None,
-                      masks=publish["masks"], debug=publish["debug_image"], markers=publish["markers"],
-                      emit=lambda name, message: self._outputs[name].publish(message))
+        if self._input_shape is not None and image.shape[:2] != self._input_shape:
+            self.get_logger().info(f"input size changed {self._input_shape} -> {image.shape[:2]}: reset")
+            self.tracker.reset()
+        self._input_shape = image.shape[:2]
+        t0 = time.perf_counter()
+        entities = self.tracker.step(image)
+        track_s = time.perf_counter() - t0
+        wanted = {name: settings.publish[name] and self._outputs[name] is not None
+                  and self._outputs[name].get_subscription_count() > 0 for name in OUTPUTS}
+        build_outputs(image, entities, msg.header, settings.output, camera_k=self._camera_k,
+                      detections=wanted["detections"], masks=wanted["masks"], debug=wanted["debug_image"],
+                      markers=wanted["markers"], emit=lambda name, message: self._outputs[name].publish(message))
         self._count(track_s, time.perf_counter() - start, settings.log_period)
 
     def _throttled_error(self, key: str, text: str) -> None:
@@ -285,20 +267,11 @@ class TrackerNode(Node):
         s["total_s"] += total_s
         elapsed = time.monotonic() - s["since"]
         if elapsed >= period:
-            with self._wake:  # the executor thread counts dropped frames into the same dict
-                self._stats = _fresh_stats()
+            self._stats = _fresh_stats()
             n = s["frames"]
             self.get_logger().info(
                 f"tracking at {n / elapsed:.1f} Hz: {1000 * s['track_s'] / n:.1f} ms model, "
                 f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {s['dropped']} stale frames dropped")
-
-    # ------------------------------------------------------------------------------------------ teardown
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
-        self._worker.join(timeout=5.0)
 
 
 def _descriptor(description: str, read_only: bool, limits) -> ParameterDescriptor:
@@ -336,7 +309,6 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

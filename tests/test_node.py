@@ -5,6 +5,7 @@ test talks to it through an rclpy node of its own. Frames come from the CATER-st
 """
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -361,6 +362,11 @@ def test_a_burst_is_not_queued_the_newest_frame_wins(tracker, frames):
     tracked = [s for s in burst if (s, 0) in client.received["detections"]]
     assert len(tracked) < len(burst) / 2, f"tracked {len(tracked)} of a {len(burst)}-frame burst: a backlog"
     assert tracked == sorted(tracked)
+    # the skipped frames are counted (publisher sequence gaps) in the next rate line (log_period 1 s)
+    time.sleep(1.1)
+    client.send(frames[0], stamp=640)
+    dropped = lambda: sum(int(n) for n in re.findall(r"(\d+) stale frames dropped", log.read_text()))  # noqa: E731
+    assert client.spin_until(lambda: dropped() >= len(burst) - len(tracked) - 1), log.read_text()[-2000:]
 
 
 def test_camera_info_places_entities_on_the_ground(ros, tiny_checkpoint, frames, tmp_path):
