@@ -215,13 +215,13 @@ class _Method:
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, videos: int | None = None,
              out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
-             progress: bool = True) -> dict:
-    """Run the whole evaluation; returns the results dict (also written to out_dir)."""
+             progress: bool = True, baselines: bool = True) -> dict:
+    """Run the whole evaluation; returns the results dict (also written to out_dir). Without
+    `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint)."""
     from tqdm import tqdm
 
     from .baselines.chance import chance_ranking
     from .baselines.classical import ClassicalTracker
-    from .baselines.last_seen import last_seen_track
     from .checkpoint import load_model
     from .data.dataset import CaterVideos
     from .data.reader import read_split
@@ -250,21 +250,14 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
                 loci_m.add_snitch(res.snitch, it)
             if has_gt:
                 loci_m.tracks.append(evaluate_tracks(res.labels, it, res.positions))
-                k = int(it["num_objects"])
-                snitch_k = int(np.flatnonzero(_np(it["object_shape"])[:k] == _spl_index())[0])
-                visible = _np(it["object_states"])[:, snitch_k] == metrics.VISIBLE
-                seen = last_seen_track(_np(it["snitch_world"]), visible)   # (T, 3)
-                seen[:, 2] = CATER_Z0            # answers live on the snitch plane like everyone's
-                last_m.add_world(seen[1:], it)
-            classic = tracker.run(_np(it["frames"]), _np(it["background"]))
-            classic_m.add_snitch(classic.snitch[1:], it)
-            if has_gt:
-                classic_m.tracks.append(evaluate_tracks(classic.labels[1:], it, classic.positions[1:]))
+            if baselines:
+                _score_baselines(it, has_gt, tracker, last_m, classic_m)
             bar.update()
     bar.close()
     train_labels = [e.label if e.label is not None else -1 for e in read_split(data, "train")]
     train_labels = [label for label in train_labels if label >= 0]
-    chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
+    if baselines:
+        chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
 
     results = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "videos": n,
                "resolution": list(model.resolution), "snitch_readout": cfg.model.snitch,
@@ -284,6 +277,23 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
     if out_dir is not None:
         _write(results, Path(out_dir))
     return results
+
+
+def _score_baselines(it: dict, has_gt: bool, tracker, last_m: _Method, classic_m: _Method) -> None:
+    """Add one video's last-seen oracle (needs the ground truth) and classical-tracker results."""
+    from .baselines.last_seen import last_seen_track
+
+    if has_gt:
+        k = int(it["num_objects"])
+        snitch_k = int(np.flatnonzero(_np(it["object_shape"])[:k] == _spl_index())[0])
+        visible = _np(it["object_states"])[:, snitch_k] == metrics.VISIBLE
+        seen = last_seen_track(_np(it["snitch_world"]), visible)   # (T, 3)
+        seen[:, 2] = CATER_Z0            # answers live on the snitch plane like everyone's
+        last_m.add_world(seen[1:], it)
+    classic = tracker.run(_np(it["frames"]), _np(it["background"]))
+    classic_m.add_snitch(classic.snitch[1:], it)
+    if has_gt:
+        classic_m.tracks.append(evaluate_tracks(classic.labels[1:], it, classic.positions[1:]))
 
 
 def _spl_index() -> int:

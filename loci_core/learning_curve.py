@@ -65,9 +65,11 @@ def learning_curve(checkpoints: list[Path], data: Path, split: str = "test", bat
     from .evaluate import evaluate
 
     rows, results = [], {}
-    for step, path in tqdm(by_step(checkpoints), unit="ckpt", desc="curve", disable=not progress):
+    series = by_step(checkpoints)
+    for i, (step, path) in enumerate(tqdm(series, unit="ckpt", desc="curve", disable=not progress)):
+        # the baselines do not train: scored once, with the last checkpoint
         results = evaluate(path, data, split, batch, videos, out_dir=None, device=device, resize=resize,
-                           progress=False)
+                           progress=False, baselines=i == len(series) - 1)
         rows.append(curve_row(step, path, results))
     return rows, results
 

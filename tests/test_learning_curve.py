@@ -73,3 +73,17 @@ def test_curve_refuses_bad_input(checkpoints, data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:   # argparse: --checkpoints needs at least one path
         main(["curve", "--checkpoints", *args])
     assert exit_.value.code == 2
+
+
+def test_evaluate_without_baselines_scores_loci_alike(checkpoints, data):
+    """The curve scores the baselines only with its last checkpoint; Loci's numbers do not depend on it."""
+    from loci_core.evaluate import evaluate
+
+    args = dict(split="all", batch=2, progress=False)
+    full = evaluate(checkpoints[0], data, **args)
+    alone = evaluate(checkpoints[0], data, baselines=False, **args)
+    assert set(full["cater"]) == {"loci", "last seen (oracle)", "classical tracker", "chance"}
+    assert set(alone["cater"]) == {"loci"} and set(alone["tracking"]) == {"loci"}
+    assert alone["cater"]["loci"] == full["cater"]["loci"]
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 - NaN == NaN
+    assert same(alone["tracking"]["loci"], full["tracking"]["loci"])
