@@ -1,11 +1,14 @@
 """A tiny Loci learns on two moving coloured sprites (generated here), on the CPU, in 300 updates.
 
-The bar is what 300 updates of the tiny config reach today with margin (image loss 0.104 -> 0.053,
-mean IoU of the best slot per sprite 0.29; untrained: 0.0). The issue's stricter bar (loss < 0.5x,
-IoU > 0.5) needs ~3x more updates with this config; it is an open point of the model issue.
+The bar is what 300 updates of the tiny config reach with margin (image loss 0.104 -> 0.051, mean IoU
+of the best slot per sprite 0.34, the two sprites on two different slots in 8 of 8 clips; untrained:
+IoU 0.0). The issue's stricter bar (loss < 0.5x, IoU > 0.5) is reached by some seeds only (IoU 0.34 /
+0.40 / 0.52 for seeds 0 / 1 / 2; ~0.5 after 900 updates); it is an open point of the model issue.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
-between frames, regularisers off on each clip's first call) with a plain Adam over all parameters.
+between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
+beta2 = 0.99 (the paper's slot-initialiser setting) adapts faster in a run this short than 0.999
+(IoU 0.29 at 300 updates).
 """
 
 import pytest
@@ -49,7 +52,7 @@ def test_tiny_model_learns_two_sprites(repo_root):
         cfg = load_config(repo_root / "config/models/tiny.yaml")
         torch.manual_seed(0)
         model = Loci(cfg.model).train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
         background = torch.zeros(1, 3, H, W)
         data = torch.Generator().manual_seed(1)
         batch, steps, updates, losses = 4, 12, 300, []
@@ -84,7 +87,7 @@ def test_tiny_model_learns_two_sprites(repo_root):
         iou = inter / union  # (8, O, 2)
         best, slot = iou.max(1)  # best slot per sprite
         print("best IoU per clip and sprite:", best.tolist())
-        assert best.mean() > 0.2  # slots sit on the sprites (an untrained model scores 0.0)
+        assert best.mean() > 0.25  # slots sit on the sprites (an untrained model scores 0.0)
         assert (slot[:, 0] != slot[:, 1]).float().mean() >= 0.5  # mostly by two different slots
     finally:
         torch.set_num_threads(threads)
