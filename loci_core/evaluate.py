@@ -254,9 +254,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
                 _score_baselines(it, has_gt, tracker, last_m, classic_m)
             bar.update()
     bar.close()
-    train_labels = [e.label if e.label is not None else -1 for e in read_split(data, "train")]
-    train_labels = [label for label in train_labels if label >= 0]
     if baselines:
+        train_labels = [e.label for e in read_split(data, "train") if e.label is not None and e.label >= 0]
         chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
 
     results = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "videos": n,

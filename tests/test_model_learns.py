@@ -45,49 +45,45 @@ def sprite_clips(n: int, steps: int, generator: torch.Generator):
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_two_sprites(repo_root):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic (and so the same trajectory) on every machine
-    try:
-        cfg = load_config(repo_root / "config/models/tiny.yaml")
-        torch.manual_seed(0)
-        model = Loci(cfg.model).train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
-        background = torch.zeros(1, 3, H, W)
-        data = torch.Generator().manual_seed(1)
-        batch, steps, updates, losses = 4, 12, 300, []
-        while len(losses) < updates:
-            frames, _ = sprite_clips(batch, steps + 1, data)
-            state = model.initial_state(batch)
-            for t in range(steps):
-                out, state = model.step(frames[:, t], state, background, Ramps.full(), data)
-                terms = loci_loss(out, frames[:, t + 1], background, cfg.train, 1.0, cfg.model.colour_bias,
-                                  regularize=t > 0)
-                optimiser.zero_grad()
-                terms.total.backward()
-                optimiser.step()
-                losses.append(float(terms.image.detach()))
+def test_tiny_model_learns_two_sprites(repo_root, one_thread):
+    # one thread: the same arithmetic (and so the same trajectory) on every machine
+    cfg = load_config(repo_root / "config/models/tiny.yaml")
+    torch.manual_seed(0)
+    model = Loci(cfg.model).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    background = torch.zeros(1, 3, H, W)
+    data = torch.Generator().manual_seed(1)
+    batch, steps, updates, losses = 4, 12, 300, []
+    while len(losses) < updates:
+        frames, _ = sprite_clips(batch, steps + 1, data)
+        state = model.initial_state(batch)
+        for t in range(steps):
+            out, state = model.step(frames[:, t], state, background, Ramps.full(), data)
+            terms = loci_loss(out, frames[:, t + 1], background, cfg.train, 1.0, cfg.model.colour_bias,
+                              regularize=t > 0)
+            optimiser.zero_grad()
+            terms.total.backward()
+            optimiser.step()
+            losses.append(float(terms.image.detach()))
 
-        first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-        print(f"\nimage loss {first:.4f} -> {last:.4f}")
-        assert last < 0.6 * first
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    print(f"\nimage loss {first:.4f} -> {last:.4f}")
+    assert last < 0.6 * first
 
-        # evaluation on new clips: the predicted masks of the 8th frame against the true sprites
-        model.eval()
-        frames, masks = sprite_clips(8, 8, torch.Generator().manual_seed(99))
-        with torch.no_grad():
-            state = model.initial_state(8)
-            for t in range(7):
-                out, state = model.step(frames[:, t], state, background)
-        labels = out.masks.argmax(1)  # (8, H, W): the slot (or background, O) each pixel belongs to
-        predicted = torch.stack([labels == k for k in range(out.masks.shape[1] - 1)], 1)  # (8, O, H, W)
-        truth = masks[:, 7]  # (8, 2, H, W)
-        inter = (predicted[:, :, None] & truth[:, None]).sum((-1, -2)).float()
-        union = (predicted[:, :, None] | truth[:, None]).sum((-1, -2)).float().clamp(min=1)
-        iou = inter / union  # (8, O, 2)
-        best, slot = iou.max(1)  # best slot per sprite
-        print("best IoU per clip and sprite:", best.tolist())
-        assert best.mean() > 0.25  # slots sit on the sprites (an untrained model scores 0.0)
-        assert (slot[:, 0] != slot[:, 1]).float().mean() >= 0.5  # mostly by two different slots
-    finally:
-        torch.set_num_threads(threads)
+    # evaluation on new clips: the predicted masks of the 8th frame against the true sprites
+    model.eval()
+    frames, masks = sprite_clips(8, 8, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        state = model.initial_state(8)
+        for t in range(7):
+            out, state = model.step(frames[:, t], state, background)
+    labels = out.masks.argmax(1)  # (8, H, W): the slot (or background, O) each pixel belongs to
+    predicted = torch.stack([labels == k for k in range(out.masks.shape[1] - 1)], 1)  # (8, O, H, W)
+    truth = masks[:, 7]  # (8, 2, H, W)
+    inter = (predicted[:, :, None] & truth[:, None]).sum((-1, -2)).float()
+    union = (predicted[:, :, None] | truth[:, None]).sum((-1, -2)).float().clamp(min=1)
+    iou = inter / union  # (8, O, 2)
+    best, slot = iou.max(1)  # best slot per sprite
+    print("best IoU per clip and sprite:", best.tolist())
+    assert best.mean() > 0.25  # slots sit on the sprites (an untrained model scores 0.0)
+    assert (slot[:, 0] != slot[:, 1]).float().mean() >= 0.5  # mostly by two different slots
