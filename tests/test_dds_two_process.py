@@ -23,15 +23,18 @@ N = 5
 
 ECHO = textwrap.dedent("""
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     rclpy.init()
     node = rclpy.create_node("loci_echo")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {"dets": node.create_publisher(Detection2DArray, "out/dets", qos),
-            "image": node.create_publisher(Image, "out/image", qos)}
+    # transient local: see the test's subscriptions
+    kept = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pubs = {"dets": node.create_publisher(Detection2DArray, "out/dets", kept),
+            "image": node.create_publisher(Image, "out/image", kept)}
     node.create_subscription(Detection2DArray, "in/dets", pubs["dets"].publish, qos)
     node.create_subscription(Image, "in/image", pubs["image"].publish, qos)
     print("ready", flush=True)
@@ -57,7 +60,7 @@ def make_detections(k, header):
 
 
 def test_detections_and_images_cross_processes():
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
@@ -75,8 +78,12 @@ def test_detections_and_images_cross_processes():
         got = {"dets": [], "image": []}
         pub_dets = node.create_publisher(vision_msgs.Detection2DArray, "in/dets", qos)
         pub_image = node.create_publisher(Image, "in/image", qos)
-        node.create_subscription(vision_msgs.Detection2DArray, "out/dets", got["dets"].append, qos)
-        node.create_subscription(Image, "out/image", got["image"].append, qos)
+        # discovery is not symmetric: the echo's writers may match these readers only after it echoed the
+        # first frames, so both ends keep them (transient local, depth 10 >= N)
+        kept = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(vision_msgs.Detection2DArray, "out/dets", got["dets"].append, kept)
+        node.create_subscription(Image, "out/image", got["image"].append, kept)
 
         def spin_until(cond, timeout):
             end = time.monotonic() + timeout
