@@ -1,9 +1,17 @@
 """A tiny Loci learns on two moving coloured sprites (generated here), on the CPU, in 300 updates.
 
 The bar is what 300 updates of the tiny config reach with margin (image loss 0.104 -> 0.051, mean IoU
-of the best slot per sprite 0.34, the two sprites on two different slots in 8 of 8 clips; untrained:
-IoU 0.0). The issue's stricter bar (loss < 0.5x, IoU > 0.5) is reached by some seeds only (IoU 0.34 /
-0.40 / 0.52 for seeds 0 / 1 / 2; ~0.5 after 900 updates); it is an open point of the model issue.
+of the best slot per sprite 0.34, that slot holding 86 % of its sprite's pixels, the two sprites on two
+different slots in 8 of 8 clips; untrained: IoU 0.0). The issue's stricter bar (loss < 0.5x, IoU > 0.5)
+is reached by some seeds only (IoU 0.34 / 0.42 / 0.47 for seeds 0 / 1 / 2; ~0.5 after 900 updates); it
+is an open point of the model issue.
+
+Why IoU stays low while the slots hold their sprites: on a black background a slot's mask can spread over
+black pixels at no cost (the slot renders black there too), so nothing in the loss pulls its edge onto the
+sprite's. The masks come out ~2.3x the sprite's area and hold 80-97 % of it (seeds 0-2). A background the
+slots cannot copy makes the edge matter: on a black-and-white checkerboard the masks shrink to 0.8x the
+sprite (IoU 0.39, seed 0), but at 300 updates seeds 1 and 2 do not bind at all; a grey or smooth-noise
+background (non-zero target entropy under the BCE loss) does not bind in 300 updates either.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
@@ -84,6 +92,9 @@ def test_tiny_model_learns_two_sprites(repo_root, one_thread):
     union = (predicted[:, :, None] | truth[:, None]).sum((-1, -2)).float().clamp(min=1)
     iou = inter / union  # (8, O, 2)
     best, slot = iou.max(1)  # best slot per sprite
+    held = inter.gather(1, slot[:, None]).squeeze(1) / truth.sum((-1, -2)).float()  # (8, 2)
     print("best IoU per clip and sprite:", best.tolist())
+    print(f"share of each sprite in its best slot: mean {held.mean():.3f}")
     assert best.mean() > 0.25  # slots sit on the sprites (an untrained model scores 0.0)
     assert (slot[:, 0] != slot[:, 1]).float().mean() >= 0.5  # mostly by two different slots
+    assert held.mean() > 0.7  # and those slots hold the sprites, not just touch them
