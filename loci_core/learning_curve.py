@@ -2,7 +2,8 @@
 
     PREFIX.json  one row per checkpoint, by global_step: {"global_step", "checkpoint",
                  "top1", "top5", "l1" (Loci's CATER snitch localisation), "fg_ari", "miou", "mota",
-                 "idf1" (Loci's tracking)}; null where the evaluation has no such number
+                 "idf1" (Loci's tracking), "best_slot_top1" (top-1 of a perfect read-out of Loci's
+                 slots)}; null where the evaluation has no such number
     PREFIX.png   snitch top-1 and FG-ARI against updates, the baselines' top-1 as dashed lines
 """
 
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from .evaluate import BEST_SLOT
 
 CATER_KEYS = ("top1", "top5", "l1")
 TRACKING_KEYS = ("fg_ari", "miou", "mota", "idf1")
@@ -36,6 +39,7 @@ def curve_row(step: int, checkpoint: Path, results: dict) -> dict:
     row = {"global_step": int(step), "checkpoint": str(checkpoint)}
     row.update({k: _finite(cater.get(k)) for k in CATER_KEYS})
     row.update({k: _finite(tracking.get(k)) for k in TRACKING_KEYS})
+    row["best_slot_top1"] = _finite(results["cater"].get(BEST_SLOT, {}).get("top1"))
     return row
 
 
@@ -106,7 +110,7 @@ def write_curve(rows: list[dict], last: dict, prefix: Path) -> tuple[Path, Path]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(rows, indent=2) + "\n")
     baselines = {name: r["top1"] for name, r in last.get("cater", {}).items()
-                 if name != "loci" and _finite(r.get("top1")) is not None}
+                 if name not in ("loci", BEST_SLOT) and _finite(r.get("top1")) is not None}
     plot_curve(rows, baselines, png_path)
     return json_path, png_path
 

@@ -27,7 +27,7 @@ def test_eval_end_to_end(tiny_run, tiny_data, tmp_path, capsys):
     assert (out / "results.md").read_text().strip() == printed.strip()
     assert (out / "l2_by_containment.png").stat().st_size > 1000
     assert results["videos"] == 4
-    methods = {"loci", "last seen (oracle)", "classical tracker", "chance"}
+    methods = {"loci", "best Loci slot (oracle)", "last seen (oracle)", "classical tracker", "chance"}
     assert set(results["cater"]) == methods
     for r in results["cater"].values():
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0 and np.isfinite(r["l2"])
@@ -72,3 +72,21 @@ def test_evaluate_tracks_on_ground_truth_itself(tiny_data):
     assert summary["position"]["visible"]["error_px"] < 6.0
     with pytest.raises(Exception, match="do not match"):
         evaluate_tracks(perfect[:-1], item)
+
+
+def test_best_slot_track_picks_the_slot_on_the_snitch():
+    """The oracle read-out follows whichever slot sits on the snitch, frame by frame."""
+    from loci_core.camera import CATER_MATRIX, CATER_Z0, ProjectiveCamera
+    from loci_core.evaluate import best_slot_track
+
+    rng = np.random.default_rng(0)
+    steps, slots = 6, 4
+    truth = np.concatenate([rng.uniform(-2.5, 2.5, (steps + 1, 2)), np.full((steps + 1, 1), CATER_Z0)], 1)
+    elsewhere = truth[1:] + np.array([1.5, -1.0, 0.0])                      # a slot next to it, never on it
+    camera = ProjectiveCamera(CATER_MATRIX)
+    positions = np.repeat(camera.world_to_screen(elsewhere)[:, None], slots, 1)  # (T-1, O, 2)
+    on = rng.integers(0, slots, steps)                                      # the slot on the snitch per frame
+    positions[np.arange(steps), on] = camera.world_to_screen(truth[1:])
+    positions[0, (on[0] + 1) % slots] = np.nan                             # an unset slot is no answer
+    item = {"camera": np.repeat(CATER_MATRIX[None], steps + 1, 0), "snitch_world": truth}
+    np.testing.assert_allclose(best_slot_track(positions, item), truth[1:], atol=1e-6)

@@ -47,8 +47,9 @@ def test_curve_rows_and_plot(checkpoints, data, tmp_path, capsys):
     assert [r["global_step"] for r in rows] == [5, 20]
     assert [r["checkpoint"] for r in rows] == [str(checkpoints[1]), str(checkpoints[0])]
     for r in rows:
-        assert set(r) == {"global_step", "checkpoint", "top1", "top5", "l1", "fg_ari", "miou", "mota", "idf1"}
-        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0
+        assert set(r) == {"global_step", "checkpoint", "top1", "top5", "l1", "fg_ari", "miou", "mota", "idf1",
+                          "best_slot_top1"}
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0 and 0 <= r["best_slot_top1"] <= 1
         assert r["fg_ari"] is not None and r["idf1"] is not None
     assert "step        5" in captured.out
 
@@ -77,13 +78,14 @@ def test_curve_refuses_bad_input(checkpoints, data, tmp_path, capsys):
 
 def test_evaluate_without_baselines_scores_loci_alike(checkpoints, data):
     """The curve scores the baselines only with its last checkpoint; Loci's numbers do not depend on it."""
-    from loci_core.evaluate import evaluate
+    from loci_core.evaluate import BEST_SLOT, evaluate
 
     args = dict(split="all", batch=2, progress=False)
     full = evaluate(checkpoints[0], data, **args)
     alone = evaluate(checkpoints[0], data, baselines=False, **args)
-    assert set(full["cater"]) == {"loci", "last seen (oracle)", "classical tracker", "chance"}
-    assert set(alone["cater"]) == {"loci"} and set(alone["tracking"]) == {"loci"}
+    assert set(full["cater"]) == {"loci", BEST_SLOT, "last seen (oracle)", "classical tracker", "chance"}
+    assert set(alone["cater"]) == {"loci", BEST_SLOT} and set(alone["tracking"]) == {"loci"}
     assert alone["cater"]["loci"] == full["cater"]["loci"]
+    assert alone["cater"][BEST_SLOT] == full["cater"][BEST_SLOT]
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 - NaN == NaN
     assert same(alone["tracking"]["loci"], full["tracking"]["loci"])
