@@ -278,8 +278,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
         if m.tracks:
             results["tracking"][name] = summarise_tracks(m.tracks)
     results["notes"] = [f"{BEST_SLOT}: in every frame the slot nearest the true snitch, i.e. what a perfect "
-                        "read-out of these slots would answer; the gap to 'loci' is the read-out's, the gap "
-                        "above it the slots'"]
+                        "read-out of these slots would answer. What separates it from 'loci' is the read-out's "
+                        "error; what it misses itself, the slots' (no slot on the snitch)"]
     if snitch_off:
         results["notes"] += ["the checkpoint has no snitch read-out (model.snitch = off): "
                             "no CATER numbers for Loci"]
