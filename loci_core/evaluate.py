@@ -292,10 +292,12 @@ def best_slot_track(positions: np.ndarray, item: dict) -> np.ndarray:
     """positions (T-1, O, 2) Loci's slot screen positions for frames 1..T-1 -> (T-1, 3) world points on the
     snitch plane of the slot nearest the true snitch in each frame (a read-out that knows the answer)."""
     cameras = _np(item["camera"])[1:]
-    screen = np.where(np.isfinite(positions), positions, 0.0)
+    unset = ~np.isfinite(positions).all(-1)                                     # (T-1, O)
+    screen = np.where(unset[..., None], 0.0, positions)
     world = np.stack([_screen_to_world(screen[:, o], cameras) for o in range(screen.shape[1])], 1)  # (T-1, O, 3)
     truth = _np(item["snitch_world"])[1:]
-    nearest = np.linalg.norm(world[..., :2] - truth[:, None, :2], axis=2).argmin(1)  # (T-1,)
+    distance = np.linalg.norm(world[..., :2] - truth[:, None, :2], axis=2)
+    nearest = np.where(unset, np.inf, distance).argmin(1)  # (T-1,); all unset: slot 0 at the image centre
     return world[np.arange(len(world)), nearest]
 
 

@@ -86,7 +86,12 @@ def test_best_slot_track_picks_the_slot_on_the_snitch():
     camera = ProjectiveCamera(CATER_MATRIX)
     positions = np.repeat(camera.world_to_screen(elsewhere)[:, None], slots, 1)  # (T-1, O, 2)
     on = rng.integers(0, slots, steps)                                      # the slot on the snitch per frame
-    positions[np.arange(steps), on] = camera.world_to_screen(truth[1:])
-    positions[0, (on[0] + 1) % slots] = np.nan                             # an unset slot is no answer
+    expected = truth[1:].copy()
+    # frame 1: the snitch at the image centre, the nearest slot 0.2 off it, and an unset (NaN) slot,
+    # which must not count as sitting at the centre
+    truth[1, :2] = camera.screen_to_ground(np.zeros(2), CATER_Z0)[:2]
+    expected[0] = truth[1] + np.array([0.2, 0.0, 0.0])
+    positions[np.arange(steps), on] = camera.world_to_screen(expected)
+    positions[0, (on[0] + 1) % slots] = np.nan
     item = {"camera": np.repeat(CATER_MATRIX[None], steps + 1, 0), "snitch_world": truth}
-    np.testing.assert_allclose(best_slot_track(positions, item), truth[1:], atol=1e-6)
+    np.testing.assert_allclose(best_slot_track(positions, item), expected, atol=1e-6)
