@@ -169,7 +169,7 @@ def check_resolution(checkpoint: Path, model, data: Path, name: str, resize: boo
 
 
 def _screen_to_world(screen: np.ndarray, cameras: np.ndarray) -> np.ndarray:
-    """(T, 2) screen points, (T, 4, 4) cameras -> (T, 3) world points on the snitch plane."""
+    """(T, ..., 2) screen points, (T, 4, 4) cameras -> (T, ..., 3) world points on the snitch plane."""
     return np.stack([ProjectiveCamera(c).screen_to_ground(s, CATER_Z0) for s, c in zip(screen, cameras)])
 
 
@@ -294,7 +294,7 @@ def best_slot_track(positions: np.ndarray, item: dict) -> np.ndarray:
     cameras = _np(item["camera"])[1:]
     unset = ~np.isfinite(positions).all(-1)                                     # (T-1, O)
     screen = np.where(unset[..., None], 0.0, positions)
-    world = np.stack([_screen_to_world(screen[:, o], cameras) for o in range(screen.shape[1])], 1)  # (T-1, O, 3)
+    world = _screen_to_world(screen, cameras)                                    # (T-1, O, 3)
     truth = _np(item["snitch_world"])[1:]
     distance = np.linalg.norm(world[..., :2] - truth[:, None, :2], axis=2)
     nearest = np.where(unset, np.inf, distance).argmin(1)  # (T-1,); all unset: slot 0 at the image centre

@@ -8,7 +8,7 @@ is an open point of the model issue.
 
 Why IoU stays low while the slots hold their sprites: on a black background a slot's mask can spread over
 black pixels at no cost (the slot renders black there too), so nothing in the loss pulls its edge onto the
-sprite's. The masks come out ~2.3x the sprite's area and hold 80-97 % of it (seeds 0-2). A background the
+sprite's. The masks come out 1.5-2.3x the sprite's area and hold 80-97 % of it (seeds 0-2). A background the
 slots cannot copy makes the edge matter: on a black-and-white checkerboard the masks shrink to 0.8x the
 sprite (IoU 0.39, seed 0), but at 300 updates seeds 1 and 2 do not bind at all; a grey or smooth-noise
 background (non-zero target entropy under the BCE loss) does not bind in 300 updates either.
