@@ -11,6 +11,7 @@ import pytest
 from loci_ros.bags import IMAGE_TOPIC, SCENE_RESET_TOPIC
 from loci_ros.bags.make import boxes_from_labels, write_videos
 from loci_ros.bags.storage import BagError, open_bag
+from tests.process_helpers import stop_process
 from tests.test_bag_helpers import synthetic_video
 
 rclpy = pytest.importorskip("rclpy")
@@ -227,12 +228,7 @@ def test_offline_equals_live_node(bag, videos, tracked, checkpoint, params_file,
     finally:
         stop.set()
         recorder.join(20)
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_process(node, signal.SIGINT, grace_s=20)
         log.close()
     live = [detections_summary(m) for _, m in messages(out, "/loci/detections")]
     offline = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")]

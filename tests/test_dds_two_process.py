@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.process_helpers import stop_process
+
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
@@ -112,11 +114,10 @@ def test_detections_and_images_cross_processes():
         assert spin_until(lambda: len(got["dets"]) >= N and len(got["image"]) >= N, 20.0), \
             f"received {len(got['dets'])} detection arrays and {len(got['image'])} images of {N}"
     finally:
+        stop_process(echo)  # first, while this side's readers still answer its writers
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
-        echo.terminate()
-        echo.wait(10)
 
     for k, (dets, image) in enumerate(zip(got["dets"], got["image"])):
         assert dets.header.stamp.sec == 100 + k and dets.header.frame_id == "camera_optical_frame"

@@ -30,6 +30,7 @@ from loci_core.data.renderer import Renderer  # noqa: E402
 from loci_core.data.sampler import sample_scene, video_rng  # noqa: E402
 from loci_core.tracker import OnlineTracker  # noqa: E402
 from loci_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from tests.process_helpers import stop_process  # noqa: E402
 from tests.test_bag_track import foreground_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -52,15 +53,6 @@ def start_node(checkpoint, log_path: Path, *extra: str, namespace: str = "/") ->
         cmd += ["-p", item]
     log = open(log_path, "w")  # noqa: SIM115 - the process owns it until it exits
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +140,7 @@ def running_node(checkpoint, log: Path, first_frame: np.ndarray, *extra: str, na
         finally:
             client.close()
     finally:
-        stop(process)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +403,7 @@ def test_camera_info_places_entities_on_the_ground(ros, tiny_checkpoint, frames,
     finally:
         if client is not None:
             client.close()
-        stop(process)
+        stop_process(process)
 
 
 def test_missing_checkpoint_fails_at_startup(tmp_path):
@@ -420,5 +412,5 @@ def test_missing_checkpoint_fails_at_startup(tmp_path):
     try:
         assert process.wait(timeout=60) != 0
     finally:
-        stop(process)
+        stop_process(process)
     assert f"checkpoint not found: {missing}" in (tmp_path / "node.log").read_text()
