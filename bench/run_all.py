@@ -11,6 +11,7 @@ RUNS = {
     "render_speed": [],
     "model_speed": [],
     "node_speed": [],
+    "subnormal_tails": [],
 }
 
 

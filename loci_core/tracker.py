@@ -39,12 +39,14 @@ class Entity:
     id: int
     """the slot index: stable for the whole stream (until `reset`), also while hidden"""
     position_px: tuple[float, float]
-    """(x, y) centre of the slot's position in input pixels"""
+    """(x, y) centre of the slot's position in input pixels, pixel (col j, row i) centred at (j, i)"""
     size_px: float
     """the slot's size as the standard deviation of its Gaussian position map, in input pixels"""
     bbox: tuple[float, float, float, float]
-    """(x_min, y_min, x_max, y_max) in input pixels, max exclusive: the mask's extent when visible; when
-    hidden, the last visible box size (or +-HIDDEN_BOX_SIGMAS sigma) centred on the tracked position"""
+    """(x_min, y_min, x_max, y_max) in input pixels, max exclusive (pixel j spans [j, j + 1), so a box's
+    centre lies half a pixel right of and below `position_px` of the same point): the mask's extent when
+    visible; when hidden, the last visible box size (or +-HIDDEN_BOX_SIGMAS sigma) around the tracked
+    position"""
     visibility: float
     """0..1, the slot's largest mask value in the model's current masks: near 1 where it clearly owns pixels,
     near 0 when it is occluded or inside another object"""
@@ -207,7 +209,8 @@ class OnlineTracker:
         self._last_box_size[has_pixels] = box_size[has_pixels]
         fallback = np.stack([2 * HIDDEN_BOX_SIGMAS * sigma_x, 2 * HIDDEN_BOX_SIGMAS * sigma_y], axis=1)
         half = np.where(np.isnan(self._last_box_size), fallback, self._last_box_size) / 2
-        tracked_boxes = np.stack([x - half[:, 0], y - half[:, 1], x + half[:, 0], y + half[:, 1]], axis=1)
+        cx, cy = x + 0.5, y + 0.5  # box edges count pixel j as [j, j + 1), positions put its centre at j
+        tracked_boxes = np.stack([cx - half[:, 0], cy - half[:, 1], cx + half[:, 0], cy + half[:, 1]], axis=1)
         boxes = np.where(has_pixels[:, None], boxes, tracked_boxes)
 
         ground = self._ground_points(x, y, input_shape)

@@ -80,6 +80,9 @@ def register(subparsers) -> None:
                                                 "(default: <TRACKED_BAG>-eval next to the bag)")
     ev.add_argument("--masks-topic", default="/loci/masks",
                     help="mono8 label images: 0 = background, k + 1 = entity k")
+    ev.add_argument("--detections-topic", default=None,
+                    help="Detection2DArray whose box centres give the entity positions, also of hidden entities "
+                         "(default: <masks namespace>/detections if the bag has it; '' = label image centroids)")
     ev.set_defaults(func=_eval)
 
 
@@ -158,7 +161,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     out = args.out or default_out(args.bag)
     try:
-        summary = score_tracked_bag(args.bag, args.scenes, args.data, masks_topic=args.masks_topic)
+        summary = score_tracked_bag(args.bag, args.scenes, args.data, masks_topic=args.masks_topic,
+                                    detections_topic=args.detections_topic)
         write_results(summary, out)
     except (BagError, EvalError, CaterFormatError, ImageLayoutError, OSError) as err:
         # 2 as `loci eval` exits for inputs it cannot score, so scripts running both treat them alike

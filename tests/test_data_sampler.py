@@ -154,7 +154,9 @@ def test_camera_variants():
     from loci_core.camera import ProjectiveCamera
 
     c30 = ProjectiveCamera(moving.cameras[30]).centre()
-    assert c30[2] in S.CAMERA_MOVE_Z and (abs(abs(c30[0]) - 10) < 1e-6 or abs(abs(c30[1]) - 10) < 1e-6)
+    # The centre comes back through a matrix inverse: compare to the allowed heights within rounding.
+    assert min(abs(c30[2] - z) for z in S.CAMERA_MOVE_Z) < 1e-6, c30
+    assert abs(abs(c30[0]) - 10) < 1e-6 or abs(abs(c30[1]) - 10) < 1e-6, c30
 
 
 def test_statistics_near_cater():

@@ -13,7 +13,7 @@ def test_short_demo_end_to_end(tiny_checkpoint, repo_root, tmp_path):
     out = tmp_path / "demo_out"
     done = subprocess.run(
         [sys.executable, "-m", "loci_ros.demo", "--out", str(out), "--videos", "1", "--frames", "16",
-         "--size", "160x120", "--checkpoint", str(tiny_checkpoint), "--rate", "0.5"],
+         "--size", "160x120", "--checkpoint", str(tiny_checkpoint), "--rate", "0.25"],
         cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in ("overlay.mp4", "overlay.gif", "results.md", "node_scores.json", "eval/results.json"):
@@ -21,7 +21,8 @@ def test_short_demo_end_to_end(tiny_checkpoint, repo_root, tmp_path):
     summary = done.stdout
     assert "tracker node over DDS" in summary and "loci eval" in (out / "results.md").read_text()
     answered, sent = (int(v) for v in summary.split("frames answered / sent |")[1].split("|")[0].split("/"))
-    assert sent == 16 and answered >= 8  # a loaded machine may make the node drop frames to stay real-time
+    # 6 frames/s: a loaded machine may still make the node drop frames to stay real-time
+    assert sent == 16 and answered >= 8
 
 
 def test_demo_refuses_a_missing_checkpoint(repo_root, tmp_path):

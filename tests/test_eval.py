@@ -29,8 +29,13 @@ def test_eval_end_to_end(tiny_run, tiny_data, tmp_path, capsys):
     assert results["videos"] == 4
     methods = {"loci", "best Loci slot (oracle)", "last seen (oracle)", "classical tracker", "chance"}
     assert set(results["cater"]) == methods
+    inside = {r["contained_at_end"] for r in results["cater"].values()}
+    assert len(inside) == 1 and 0 <= inside.pop() <= 4
     for r in results["cater"].values():
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0 and np.isfinite(r["l2"])
+        n_in = r["contained_at_end"]  # top-1 splits into the videos whose snitch ends contained and the rest
+        split = [(n_in, r["top1_contained_at_end"]), (4 - n_in, r["top1_free_at_end"])]
+        assert sum(n * top1 for n, top1 in split if n) == pytest.approx(4 * r["top1"])
     # The oracle answers with the true position whenever the snitch is visible at the end.
     assert results["cater"]["last seen (oracle)"]["l2"] < results["cater"]["chance"]["l2"]
     assert set(results["tracking"]) == {"loci", "classical tracker"}

@@ -71,6 +71,22 @@ def test_gaussian_maps_and_prioritize():
     assert torch.allclose(others(maps)[0, 0], maps[0, 1])
 
 
+def test_gaussian_tails_are_zero_not_subnormal():
+    """Far tails are exactly 0: subnormal floats would slow every convolution that reads the maps."""
+    position = torch.tensor([[p_row, p_col, s] for p_row in (-1.0, 0.3) for p_col in (-1.0, 0.7)
+                             for s in (0.0, 0.05, 0.2)])
+    maps = gaussian_maps(position, (60, 80))
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((maps > 0) & (maps < tiny)).any()
+    rows = torch.linspace(-1, 1, 60).view(60, 1)
+    cols = torch.linspace(-1, 1, 80).view(1, 80)
+    spread = 1 + 80 * position[:, 2].view(-1, 1, 1)
+    exact = torch.exp(-0.5 * ((rows - position[:, 0].view(-1, 1, 1)) * 60 / spread) ** 2
+                      - 0.5 * ((cols - position[:, 1].view(-1, 1, 1)) * 80 / spread) ** 2)
+    assert (exact[maps == 0] < 1e-10).all() and (exact < tiny).any(), "the test must reach the tails"
+    assert torch.allclose(maps, exact, rtol=1e-5, atol=1e-10)
+
+
 @pytest.mark.parametrize("level", [1, 2])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_modules_at_both_levels(tiny_cfg, level, batch):

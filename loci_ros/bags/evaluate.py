@@ -8,6 +8,12 @@ frames were sent: each video begins with a /loci/scene_reset whose header names 
 stamp of its first frame, and its /camera/image_raw frames follow; frame i of a video is frame i of that
 name in the data set, whose ground_truth/ files hold the masks to score against.
 
+Entity positions (for the position error and "lost" per object state) come from the tracker's detections
+on the topic next to the masks (`<namespace>/detections`, box centres; Detection2D.id = entity k) when the
+bag has it: the tracker keeps reporting an entity there while it is hidden, when its label image has no
+pixels of it. Without detections, positions are the centroids of the label images, so a hidden object
+counts as lost.
+
 A frame the tracker did not answer (a live node drops frames to stay real-time) counts with the previous
 answer in its video, which is what a consumer of the topic would be showing; before a video's first answer
 that is an empty label image. The label image answering frame t is the tracker's segmentation of frame t,
@@ -32,6 +38,7 @@ from loci_ros.bags.storage import BagError, open_bag
 
 DEFAULT_MASKS_TOPIC = "/loci/masks"
 IMAGE = "sensor_msgs/msg/Image"
+DETECTIONS = "vision_msgs/msg/Detection2DArray"
 LABEL_ENCODINGS = ("mono8", "8UC1")
 
 
@@ -66,6 +73,37 @@ def read_images(bag: str | Path, topic: str, keep: Callable[[Any], Any] = _copy_
         return {stamp_ns(msg.header): keep(msg)
                 for msg in (store.deserialize_cdr(raw, conn.msgtype)
                             for conn, _, raw in reader.messages(connections=conns))}
+
+
+def detections_topic_for(masks_topic: str) -> str:
+    """The tracker node's detections topic in the namespace of its `masks_topic`."""
+    return f"{masks_topic.rsplit('/', 1)[0]}/detections"
+
+
+def read_detection_centres(bag: str | Path, topic: str) -> dict[int, dict[int, tuple[float, float]]] | None:
+    """{header stamp (ns): {entity id: (x, y) box centre in pixels}} of the Detection2DArray messages on
+    `topic` of `bag`, or None when the bag has no such topic."""
+    from loci_ros.vision_types import stamp_ns, typestore
+
+    store = typestore()
+    with open_bag(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            return None
+        wrong = sorted({c.msgtype for c in conns} - {DETECTIONS})
+        if wrong:
+            raise BagError(f"bag {bag}: {topic} carries {', '.join(wrong)}, not {DETECTIONS}")
+        out = {}
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            centres = {}
+            for det in msg.detections:
+                if not det.id.isdigit():
+                    raise BagError(f"bag {bag}: {topic} has a detection with id {det.id!r}; tracker detections "
+                                   "carry the entity number k (label k + 1 in the label images)")
+                centres[int(det.id)] = (float(det.bbox.center.position.x), float(det.bbox.center.position.y))
+            out[stamp_ns(msg.header)] = centres
+        return out
 
 
 def scene_videos(bag: str | Path) -> list[SceneVideo]:
@@ -139,14 +177,32 @@ def _label_stack(stamps: list[int], answers: dict, size: tuple[int, int]) -> tup
     return labels, answered
 
 
+def _position_stack(stamps: list[int], answers: dict, centres: dict, entities: int) -> np.ndarray:
+    """(T, E, 2) screen (p_row, p_col) of each entity from the detections answering one video's frames
+    (NaN where an entity has no detection); unanswered frames hold the previous answer, as the labels do.
+    Box centres are in the pixels of the label image they came with (pixel j spans [j, j + 1))."""
+    positions = np.full((len(stamps), entities, 2), np.nan)
+    current = positions[0].copy()
+    for i, t in enumerate(stamps):
+        if t in answers:
+            h, w = answers[t][0]
+            current = np.full((entities, 2), np.nan)
+            for k, (x, y) in centres.get(t, {}).items():
+                if k < entities:
+                    current[k] = (2 * y / h - 1, 2 * x / w - 1)
+        positions[i] = current
+    return positions
+
+
 def _headline(scores: dict) -> dict:
     return {k: scores[k] for k in ("mota", "idf1", "fg_ari", "miou")}
 
 
 def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
-                      masks_topic: str = DEFAULT_MASKS_TOPIC) -> dict:
+                      masks_topic: str = DEFAULT_MASKS_TOPIC, detections_topic: str | None = None) -> dict:
     """Tracking scores of the label images on `masks_topic` of `tracked` for the videos of `scenes`
-    against the ground truth in the CATER-format directory `data`.
+    against the ground truth in the CATER-format directory `data`. Entity positions come from
+    `detections_topic` (default: the one next to the masks, if the bag has it; "" = mask centroids).
 
     Returns summarise_tracks' scores plus frames_answered / frames_sent, answers_unmatched (label images
     whose stamp is no frame of the scenes bag), resolution (H, W), the inputs, and `videos`: per video its
@@ -157,6 +213,12 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
     from loci_core.evaluate import EvalError, evaluate_tracks, summarise_tracks
 
     answers = read_images(tracked, masks_topic, keep=_packer(tracked, masks_topic))
+    centres = None
+    if detections_topic != "":
+        topic = detections_topic or detections_topic_for(masks_topic)
+        centres = read_detection_centres(tracked, topic)
+        if centres is None and detections_topic:
+            raise BagError(f"bag {tracked} has no topic {detections_topic}")
     videos = scene_videos(scenes)
     if not Path(data).is_dir():
         raise EvalError(f"data set {data} does not exist")
@@ -180,7 +242,11 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
             raise EvalError(f"video {video.name} has {len(video.stamps)} frames in {scenes} but {num_frames} "
                             f"in {data}")
         labels, answered = _label_stack(video.stamps, answers, size)
-        scores = evaluate_tracks(labels, dataset[index[video.name]], frames=slice(0, None))
+        positions = None
+        if centres is not None:
+            entities = max(int(labels.max()), 1 + max((k for c in centres.values() for k in c), default=-1))
+            positions = _position_stack(video.stamps, answers, centres, entities)
+        scores = evaluate_tracks(labels, dataset[index[video.name]], positions, frames=slice(0, None))
         per_video.append(scores)
         rows.append({"name": video.name, "frames_answered": answered, "frames_sent": len(video.stamps),
                      **_headline(summarise_tracks([scores]))})
@@ -188,7 +254,8 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
     summary.update(frames_answered=sum(r["frames_answered"] for r in rows),
                    frames_sent=sum(r["frames_sent"] for r in rows), answers_unmatched=len(answers) - len(matched),
                    resolution=list(size), tracked_bag=str(tracked), scenes_bag=str(scenes), data=str(data),
-                   masks_topic=masks_topic, videos=rows)
+                   masks_topic=masks_topic, videos=rows,
+                   positions_from=topic if centres is not None else "label image centroids")
     return summary
 
 
@@ -213,7 +280,8 @@ def report(summary: dict) -> str:
     h, w = summary["resolution"]
     return (f"Tracking scores of `{summary['masks_topic']}` in `{summary['tracked_bag']}` against the ground "
             f"truth of `{summary['data']}`: {len(summary['videos'])} video(s) of `{summary['scenes_bag']}` at "
-            f"{w}x{h}; a frame without an answer keeps the previous one.\n\n"
+            f"{w}x{h}; a frame without an answer keeps the previous one; entity positions from "
+            f"{summary['positions_from']}.\n\n"
             + markdown(summary, "tracked bag"))
 
 
