@@ -19,6 +19,7 @@ from elsewhere (a bag written by `loci bag track`) are scored by the same code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -226,6 +227,13 @@ class _Method:
         return metrics.bin_by_containment(np.concatenate(self.step_l2), np.concatenate(self.since))
 
 
+def video_set_id(names: list[str]) -> str:
+    """Names which videos were evaluated, wherever the data set lies: numbers are comparable only
+    between evaluations with the same id (`loci curve --extend` checks it)."""
+    digest = hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:12]
+    return f"{len(names)} video{'' if len(names) == 1 else 's'}, sha1 {digest}"
+
+
 def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, videos: int | None = None,
              out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
              progress: bool = True, baselines: bool = True) -> dict:
@@ -274,6 +282,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
         chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
 
     results = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "videos": n,
+               "video_set": video_set_id([e.name for e in dataset.entries[:n]]),
                "resolution": list(model.resolution), "snitch_readout": cfg.model.snitch,
                "tracking_ground_truth": has_gt, "cater": {}, "tracking": {}, "l2_by_containment": {}}
     for name, m in methods.items():

@@ -3,8 +3,12 @@
     PREFIX.json  one row per checkpoint, by global_step: {"global_step", "checkpoint",
                  "top1", "top5", "l1" (Loci's CATER snitch localisation), "fg_ari", "miou", "mota",
                  "idf1" (Loci's tracking), "best_slot_top1" (top-1 of a perfect read-out of Loci's
-                 slots)}; null where the evaluation has no such number
+                 slots), "video_set" (which videos were evaluated)}; null where the evaluation has no
+                 such number
     PREFIX.png   snitch top-1 and FG-ARI against updates, the baselines' top-1 as dashed lines
+
+`--extend` adds the new checkpoints to an existing PREFIX.json (a run keeps only its last checkpoints,
+so a curve over a long run grows as it trains); its rows must come from the same videos.
 """
 
 from __future__ import annotations
@@ -40,7 +44,31 @@ def curve_row(step: int, checkpoint: Path, results: dict) -> dict:
     row.update({k: _finite(cater.get(k)) for k in CATER_KEYS})
     row.update({k: _finite(tracking.get(k)) for k in TRACKING_KEYS})
     row["best_slot_top1"] = _finite(results["cater"].get(BEST_SLOT, {}).get("top1"))
+    row["video_set"] = results["video_set"]
     return row
+
+
+def read_curve(path: Path) -> list[dict]:
+    """The rows of an earlier PREFIX.json; refuses a file that is not one."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise CurveError(f"{path}: not a learning curve ({err})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "global_step" in r for r in rows):
+        raise CurveError(f"{path}: not a learning curve (expected a list of rows with a global_step)")
+    return rows
+
+
+def extend_rows(old: list[dict], new: list[dict], source: Path) -> list[dict]:
+    """`old` with `new` added (a new row replaces an old one of the same step), by step; the rows of
+    both must come from the same evaluated videos, or the curve would mix two test sets."""
+    wanted = {r["video_set"] for r in new}
+    mixed = sorted({str(r.get("video_set")) for r in old} - wanted)
+    if mixed:
+        raise CurveError(f"{source} was evaluated on other videos ({', '.join(mixed)}) than these "
+                         f"({', '.join(sorted(wanted))}); use the same --data/--split/--videos or a new --out")
+    steps = {r["global_step"] for r in new}
+    return sorted([r for r in old if r["global_step"] not in steps] + new, key=lambda r: r["global_step"])
 
 
 def by_step(checkpoints: list[Path]) -> list[tuple[int, Path]]:
@@ -127,6 +155,8 @@ def register(subparsers) -> None:
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoints' resolution")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json and PREFIX.png")
+    p.add_argument("--extend", action="store_true",
+                   help="add to the rows already in PREFIX.json (same videos) instead of replacing them")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -138,9 +168,13 @@ def run(args) -> int:
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
+    earlier = Path(f"{args.out}.json")
     try:
+        # read before the (long) evaluation, so that a wrong file fails at once
+        old = read_curve(earlier) if args.extend and earlier.exists() else []
         rows, last = learning_curve(args.checkpoints, args.data, args.split, args.batch, args.videos, device,
                                     args.resize, progress=not args.no_progress)
+        rows = extend_rows(old, rows, earlier) if old else rows
         written = write_curve(rows, last, args.out)
     except (CurveError, EvalError, CheckpointError, CaterFormatError, OSError) as err:
         print(f"loci curve: error: {err}", file=sys.stderr)

@@ -48,7 +48,8 @@ def test_curve_rows_and_plot(checkpoints, data, tmp_path, capsys):
     assert [r["checkpoint"] for r in rows] == [str(checkpoints[1]), str(checkpoints[0])]
     for r in rows:
         assert set(r) == {"global_step", "checkpoint", "top1", "top5", "l1", "fg_ari", "miou", "mota", "idf1",
-                          "best_slot_top1"}
+                          "best_slot_top1", "video_set"}
+        assert r["video_set"].startswith("2 videos, sha1 ")
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["l1"] >= 0 and 0 <= r["best_slot_top1"] <= 1
         assert r["fg_ari"] is not None and r["idf1"] is not None
     assert "step        5" in captured.out
@@ -56,6 +57,33 @@ def test_curve_rows_and_plot(checkpoints, data, tmp_path, capsys):
     image = cv2.imread(str(prefix.with_suffix(".png")))
     assert image is not None and image.shape == (round(FIGSIZE[1] * DPI), round(FIGSIZE[0] * DPI), 3)
     assert image.std() > 10   # something was drawn
+
+
+def test_curve_extends_an_earlier_curve_of_the_same_videos(checkpoints, data, tmp_path, capsys):
+    prefix = tmp_path / "curve"
+    args = ["--data", str(data), "--split", "all", "--batch", "2", "--device", "cpu", "--no-progress",
+            "--out", str(prefix)]
+    assert main(["curve", "--checkpoints", str(checkpoints[0]), *args]) == 0
+    first = json.loads(prefix.with_suffix(".json").read_text())
+    assert [r["global_step"] for r in first] == [20]
+    assert main(["curve", "--checkpoints", str(checkpoints[1]), "--extend", *args]) == 0
+    rows = json.loads(prefix.with_suffix(".json").read_text())
+    assert [r["global_step"] for r in rows] == [5, 20] and rows[1] == first[0]
+    assert main(["curve", "--checkpoints", str(checkpoints[1]), *args]) == 0  # without --extend: replaced
+    assert [r["global_step"] for r in json.loads(prefix.with_suffix(".json").read_text())] == [5]
+    capsys.readouterr()
+
+    # another video set (one video instead of two) would mix two test sets in one curve
+    assert main(["curve", "--checkpoints", str(checkpoints[0]), *args]) == 0
+    before = prefix.with_suffix(".json").read_text()
+    assert main(["curve", "--checkpoints", str(checkpoints[1]), "--extend", "--videos", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert "other videos (2 videos, sha1" in err and "(1 video, sha1" in err
+    assert prefix.with_suffix(".json").read_text() == before
+
+    prefix.with_suffix(".json").write_text('{"not": "rows"}')
+    assert main(["curve", "--checkpoints", str(checkpoints[1]), "--extend", *args]) == 2
+    assert "not a learning curve" in capsys.readouterr().err
 
 
 def test_curve_refuses_bad_input(checkpoints, data, tmp_path, capsys):
