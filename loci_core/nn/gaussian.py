@@ -36,7 +36,7 @@ TAIL = 1e-10
 
 
 def _tail_to_zero(g: torch.Tensor) -> torch.Tensor:
-    return torch.where(g < TAIL, torch.zeros((), dtype=g.dtype, device=g.device), g)
+    return g.masked_fill(g < TAIL, 0.0)
 
 
 def gaussian_maps(position: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

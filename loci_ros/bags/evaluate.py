@@ -235,6 +235,8 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
     size = tuple(int(n) for n in answers[matched[0]][0])
     dataset = CaterVideos(data, split="all", size=size)
     index = {e.name: i for i, e in enumerate(dataset.entries)}
+    # entity k has label k + 1; the detections may name entities no label image shows (hidden all along)
+    detected = 1 + max((k for c in centres.values() for k in c), default=-1) if centres is not None else 0
     per_video, rows = [], []
     for video in videos:
         num_frames = dataset.scene(video.name).num_frames
@@ -244,8 +246,7 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
         labels, answered = _label_stack(video.stamps, answers, size)
         positions = None
         if centres is not None:
-            entities = max(int(labels.max()), 1 + max((k for c in centres.values() for k in c), default=-1))
-            positions = _position_stack(video.stamps, answers, centres, entities)
+            positions = _position_stack(video.stamps, answers, centres, max(int(labels.max()), detected))
         scores = evaluate_tracks(labels, dataset[index[video.name]], positions, frames=slice(0, None))
         per_video.append(scores)
         rows.append({"name": video.name, "frames_answered": answered, "frames_sent": len(video.stamps),
