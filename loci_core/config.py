@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 SNITCH_MODES = ("off", "probe", "joint")
+LR_SCHEDULES = ("constant", "cosine")
 ENCODER_INPUTS = 12
 """channels of the encoder's per-slot input image (frame 3, error 1, masks 3, appearance 3, positions 2)"""
 
@@ -142,6 +143,10 @@ class TrainConfig:
     slot_init_lr_factor: float = 30.0
     """the slot initialiser's Adam uses learning_rate x this, stepped only at a sequence's first call"""
     background_learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    """'constant' (the paper) or 'cosine': every learning rate falls along a half cosine from its value to
+    lr_final_factor x its value over the stage's `updates` (counted from the stage's first update)"""
+    lr_final_factor: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     slot_init_betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-16
@@ -311,6 +316,10 @@ def _validate(cfg: LociConfig) -> LociConfig:
                           f"{ENCODER_INPUTS} (the encoder's input channels) for level 2")
     if cfg.train.clip_len is not None and cfg.train.clip_len < 2:
         raise ConfigError(f"train.clip_len must be >= 2 frames or null, got {cfg.train.clip_len}")
+    if cfg.train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {cfg.train.lr_schedule!r}")
+    if not 0.0 <= cfg.train.lr_final_factor <= 1.0:
+        raise ConfigError(f"train.lr_final_factor must be in [0, 1], got {cfg.train.lr_final_factor}")
     return cfg
 
 

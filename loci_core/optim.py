@@ -49,6 +49,15 @@ class LociOptimisers:
         self.background = torch.optim.RAdam(groups["background"], lr=train.background_learning_rate,
                                             betas=train.betas, eps=train.eps, weight_decay=0.0)
 
+    def scale_learning_rates(self, factor: float) -> None:
+        """Set every group's learning rate to its configured value x `factor` (a schedule's value)."""
+        train = self.train
+        for optimiser, base in ((self.slot_init, train.learning_rate * train.slot_init_lr_factor),
+                                (self.main, train.learning_rate),
+                                (self.background, train.background_learning_rate)):
+            for group in optimiser.param_groups:
+                group["lr"] = base * factor
+
     def background_active(self, global_step: int) -> bool:
         """The background learns only after the entity pre-training phase."""
         return global_step >= self.train.entity_pretraining_steps

@@ -39,7 +39,7 @@ from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
 from .run_dir import RunDir
-from .schedules import ramps_at
+from .schedules import lr_factor, ramps_at
 from .state import LociState
 
 # Exit codes besides 0 (done): bad input, a non-finite loss, stopped by a signal (128 + SIGINT).
@@ -336,6 +336,7 @@ class Trainer:
         terms.total.backward()
         if self.dist.active:
             _all_reduce_gradients(model, self.dist.world, self.device)
+        self.optimisers.scale_learning_rates(lr_factor(self.stage_updates, tc))
         self.optimisers.step(first_call=c == 0, global_step=self.global_step)
 
         self.state = new_state
@@ -367,7 +368,9 @@ class Trainer:
                            else f"train/{k}": s / self.log_count for k, s in self.log_sums.items()}
                 ramps = ramps_at(self.global_step, tc)
                 scalars.update({"schedule/std_scale": ramps.std_scale,
-                                "schedule/background": ramps.background, "train/updates_per_s": rate})
+                                "schedule/background": ramps.background,
+                                "schedule/lr_factor": lr_factor(self.stage_updates, tc),
+                                "train/updates_per_s": rate})
                 self.run.log_scalars(self.global_step, scalars)
             self.log_sums, self.log_count = {}, 0
         if self.dist.main and self.stage_updates % tc.image_every == 0:

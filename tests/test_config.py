@@ -70,6 +70,10 @@ def test_bad_values_name_the_key_and_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="model.snitch"):
         load_config(_write(tmp_path, {"model": {"snitch": "sometimes"}}))
+    with pytest.raises(ConfigError, match="train.lr_schedule"):
+        load_config(_write(tmp_path, {"train": {"lr_schedule": "exponential"}}))
+    with pytest.raises(ConfigError, match="train.lr_final_factor"):
+        load_config(_write(tmp_path, {"train": {"lr_final_factor": 2.0}}))
     with pytest.raises(ConfigError, match="model.level"):
         load_config(_write(tmp_path, {"model": {"level": 3}}))
     with pytest.raises(ConfigError, match="no stage 7"):

@@ -4,6 +4,7 @@ Ctrl-C, a non-finite loss, and 2-process torchrun on CPU."""
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 import signal
@@ -13,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
 
 from loci_core.checkpoint import load_checkpoint, load_model
 from loci_core.cli import main
@@ -162,3 +165,23 @@ def test_init_starts_a_new_stage_from_weights(tiny_run, tiny_data, tmp_path):
     ckpt = load_checkpoint(latest_checkpoint(run))
     # The global step (and with it the schedules) goes on from the previous stage; the stage counts anew.
     assert ckpt["global_step"] == UPDATES + 3 and ckpt["train_state"]["stage_start"] == UPDATES
+
+
+def test_cosine_schedule_anneals_every_learning_rate_over_the_stage(tiny_run, tiny_data, tmp_path):
+    # Stage of 8 updates from the tiny run's weights with a cosine schedule down to 0.1 x the rates.
+    cfg = tiny_config(tmp_path / "cosine.yaml", lr_schedule="cosine", lr_final_factor=0.1, updates=8,
+                      checkpoint_every=4, log_every=1)
+    run = tmp_path / "anneal"
+    assert main(["train", "--config", str(cfg), "--data", str(tiny_data), "--out", str(run),
+                 "--init", str(latest_checkpoint(tiny_run)), "--split", "all", "--device", "cpu",
+                 "--no-progress"]) == 0
+    factors = [float(r["schedule/lr_factor"]) for r in _rows(run)]
+    expected = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(1, 9)]
+    assert factors == pytest.approx(expected, abs=1e-5)  # the factor after each update k (logged then)
+    ckpt = load_checkpoint(latest_checkpoint(run))
+    train = yaml.safe_load(cfg.read_text())["train"]
+    last = expected[-2]  # the rate the final (8th) update stepped with: stage update 7
+    main_lr = ckpt["optimisers"]["main"]["param_groups"][0]["lr"]
+    slot_lr = ckpt["optimisers"]["slot_init"]["param_groups"][0]["lr"]
+    assert main_lr == pytest.approx(train["learning_rate"] * last)
+    assert slot_lr == pytest.approx(train["learning_rate"] * train["slot_init_lr_factor"] * last)
