@@ -1,8 +1,9 @@
-"""Tracked entities -> the node's ROS messages, as pure functions of their inputs.
+"""Tracked entities -> the node's ROS messages, serialised, as pure functions of their inputs.
 
 The live node and `loci bag track` both call `build_outputs`, so what a bag records is exactly what the
-node publishes. Messages are rclpy message objects; serialize them with
-`rclpy.serialization.serialize_message(msg)` for a rosbag2 writer.
+node publishes. Every message comes out as CDR bytes (loci_ros/cdr.py says why): the node publishes them
+as they are, a bag writer stores them, and `rclpy.serialization.deserialize_message(data, type)` turns
+one into a message object.
 
 Conventions (ros2.md §1.4-1.6): every output carries the input image's header (stamp and optical frame;
 the frame may be overridden), `Detection2D.id` is the entity id as a string, boxes are in input pixels,
@@ -13,17 +14,14 @@ not linger in RViz.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
-from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import Marker, MarkerArray
 
 from loci_core.tracker import Entity, label_image
-from loci_ros.image_conversion import numpy_to_image
+from loci_ros.cdr import CdrWriter, constant_block
 from loci_ros.overlay import draw_overlay, entity_color
 
 DETECTION_CLASS_ID = "entity"
@@ -33,6 +31,42 @@ LABEL_NS = "entity_ids"
 NOMINAL_HFOV_RAD = math.radians(60.0)
 # Marker opacity: hidden entities are drawn faint so they read as "still tracked, not seen".
 VISIBLE_ALPHA, HIDDEN_ALPHA = 0.9, 0.35
+LABEL_COLOR = (1.0, 1.0, 1.0, 1.0)
+# visualization_msgs/Marker constants (type, action)
+SPHERE, TEXT_VIEW_FACING = 2, 9
+ADD, DELETEALL = 0, 3
+# An identity quaternion (x, y, z, w) and the zero covariance of a hypothesis pose we do not estimate.
+_IDENTITY_ORIENTATION = (0.0, 0.0, 0.0, 1.0)
+_ZERO_COVARIANCE = (0.0,) * 36
+_MARKER_IDS = struct.Struct("<3i")  # Marker id, type, action
+_MARKER_GEOMETRY = struct.Struct("<10d4fiI")  # Marker pose, scale, color (ColorRGBA) and lifetime (Duration)
+
+
+def _unused_middle_fields(w: CdrWriter) -> None:
+    """Marker fields between lifetime and text, all empty: frame_locked, points, colors, texture_resource,
+    texture (an empty CompressedImage: header, format, data) and uv_coordinates."""
+    w.uint8(0)
+    w.uint32(0)
+    w.uint32(0)
+    w.string("")
+    w.header(0, 0, "")
+    w.string("")
+    w.byte_sequence(b"")
+    w.uint32(0)
+
+
+def _unused_last_fields(w: CdrWriter) -> None:
+    """Marker fields after text, all empty: mesh_resource, mesh_file (filename, data) and
+    mesh_use_embedded_materials."""
+    w.string("")
+    w.string("")
+    w.byte_sequence(b"")
+    w.uint8(0)
+
+
+# Encoded once: the middle block follows lifetime (4-aligned), the last block is placed after aligning to 4.
+_MARKER_MIDDLE = constant_block(_unused_middle_fields)
+_MARKER_LAST = constant_block(_unused_last_fields)
 
 
 @dataclass
@@ -55,49 +89,66 @@ class OutputSettings:
 
 @dataclass
 class TrackerOutputs:
-    """One frame's messages; a field is None when that output was not asked for."""
+    """One frame's messages as CDR bytes; a field is None when that output was not asked for."""
 
-    detections: object | None = None   # vision_msgs/Detection2DArray
-    masks: object | None = None        # sensor_msgs/Image mono8
-    debug_image: object | None = None  # sensor_msgs/Image rgb8
-    markers: object | None = None      # visualization_msgs/MarkerArray
-
-
-def output_header(header: Header, frame_id: str = "") -> Header:
-    """A copy of the input header, with `frame_id` replaced if one is given."""
-    return Header(stamp=header.stamp, frame_id=frame_id or header.frame_id)
+    detections: bytes | None = None   # vision_msgs/Detection2DArray
+    masks: bytes | None = None        # sensor_msgs/Image mono8
+    debug_image: bytes | None = None  # sensor_msgs/Image rgb8
+    markers: bytes | None = None      # visualization_msgs/MarkerArray
 
 
-def detection_array(entities: Sequence[Entity], header: Header):
+@dataclass(frozen=True)
+class Stamped:
+    """What of a std_msgs/Header the outputs copy: the stamp and a frame id."""
+
+    sec: int
+    nanosec: int
+    frame_id: str
+
+    @classmethod
+    def of(cls, header, frame_id: str = "") -> Stamped:
+        """From an input Header (rclpy or rosbags), with `frame_id` replacing its frame if given."""
+        return cls(header.stamp.sec, header.stamp.nanosec, frame_id or header.frame_id)
+
+
+def detection_array(entities: Sequence[Entity], stamped: Stamped) -> bytes:
     """vision_msgs/Detection2DArray: one Detection2D per entity, hidden ones included (score = visibility)."""
-    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
-
-    out = Detection2DArray(header=header)
+    w = CdrWriter()
+    w.header(stamped.sec, stamped.nanosec, stamped.frame_id)
+    w.uint32(len(entities))
     for e in entities:
-        det = Detection2D(header=header, id=str(e.id))
-        cx, cy, w, h = e.bbox_center_size
-        det.bbox.center.position.x, det.bbox.center.position.y = cx, cy
-        det.bbox.size_x, det.bbox.size_y = w, h
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = DETECTION_CLASS_ID
-        hyp.hypothesis.score = min(max(float(e.visibility), 0.0), 1.0)
-        det.results.append(hyp)
-        out.detections.append(det)
-    return out
+        w.header(stamped.sec, stamped.nanosec, stamped.frame_id)
+        w.uint32(1)  # results: one ObjectHypothesisWithPose
+        w.string(DETECTION_CLASS_ID)
+        cx, cy, width, height = e.bbox_center_size
+        score = min(max(float(e.visibility), 0.0), 1.0)
+        w.float64(score, 0.0, 0.0, 0.0, *_IDENTITY_ORIENTATION, *_ZERO_COVARIANCE,  # score, pose + covariance
+                  cx, cy, 0.0, width, height)                                     # bbox: centre, theta, size
+        w.string(str(e.id))
+    return bytes(w)
 
 
-def mask_image(labels: np.ndarray, header: Header):
-    """sensor_msgs/Image mono8 from a label image (0 = background, k+1 = entity k)."""
-    return numpy_to_image(labels, "mono8", header=header)
+def image_message(pixels: np.ndarray, encoding: str, stamped: Stamped) -> bytes:
+    """sensor_msgs/Image of a uint8 array: (H, W) for 'mono8', (H, W, 3) for 'rgb8'."""
+    channels = {"mono8": 1, "rgb8": 3}[encoding]
+    if pixels.dtype != np.uint8 or pixels.shape[2:] != ((channels,) if channels > 1 else ()):
+        raise ValueError(f"{encoding} needs a uint8 array of (H, W{', 3' if channels > 1 else ''}), "
+                         f"got {pixels.dtype} {pixels.shape}")
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    w = CdrWriter()
+    w.header(stamped.sec, stamped.nanosec, stamped.frame_id)
+    w.uint32(height)
+    w.uint32(width)
+    w.string(encoding)
+    w.uint8(0)  # is_bigendian: one-byte channels
+    w.uint32(width * channels)  # step
+    w.byte_sequence(pixels.reshape(-1).data)
+    return bytes(w)
 
 
-def debug_image(overlay: np.ndarray, header: Header):
-    """sensor_msgs/Image rgb8 from an overlay drawn by `loci_ros.overlay.draw_overlay`."""
-    return numpy_to_image(overlay, "rgb8", header=header)
-
-
-def marker_array(entities: Sequence[Entity], header: Header, image_size: tuple[int, int],
-                 settings: OutputSettings, camera_k: Sequence[float] | None = None):
+def marker_array(entities: Sequence[Entity], stamped: Stamped, image_size: tuple[int, int],
+                 settings: OutputSettings, camera_k: Sequence[float] | None = None) -> bytes:
     """visualization_msgs/MarkerArray: DELETEALL, then a sphere and an id label per entity.
 
     Entities with `ground_xy` sit on the ground plane in `settings.ground_frame_id`; the others on their
@@ -110,71 +161,80 @@ def marker_array(entities: Sequence[Entity], header: Header, image_size: tuple[i
     else:
         fx = fy = (width / 2.0) / math.tan(NOMINAL_HFOV_RAD / 2.0)
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    camera_frame = settings.frame_id or header.frame_id
+    camera_frame = settings.frame_id or stamped.frame_id
     lifetime = _duration(settings.marker_lifetime)
     scale = settings.marker_scale
 
-    clear = Marker(header=Header(stamp=header.stamp, frame_id=camera_frame), action=Marker.DELETEALL)
-    markers = MarkerArray(markers=[clear])
+    w = CdrWriter()
+    w.uint32(1 + 2 * len(entities))
+    _marker(w, Stamped(stamped.sec, stamped.nanosec, camera_frame), action=DELETEALL)
     for e in entities:
         if e.ground_xy is not None:
             frame = settings.ground_frame_id
             gx, gy = e.ground_xy
-            pos = Point(x=float(gx), y=float(gy), z=float(settings.ground_plane_height))
-            label_pos = Point(x=pos.x, y=pos.y, z=pos.z + 0.8 * scale)  # z up in the ground frame
+            pos = (float(gx), float(gy), float(settings.ground_plane_height))
+            label_pos = (pos[0], pos[1], pos[2] + 0.8 * scale)  # z up in the ground frame
         else:
             frame = camera_frame
             x, y = e.position_px
             d = settings.marker_depth
-            pos = Point(x=(x - cx) / fx * d, y=(y - cy) / fy * d, z=d)
-            label_pos = Point(x=pos.x, y=pos.y - 0.8 * scale, z=pos.z)  # y down in an optical frame
+            pos = ((x - cx) / fx * d, (y - cy) / fy * d, d)
+            label_pos = (pos[0], pos[1] - 0.8 * scale, pos[2])  # y down in an optical frame
         r, g, b = (c / 255.0 for c in entity_color(e.id))
-        color = ColorRGBA(r=r, g=g, b=b, a=HIDDEN_ALPHA if e.hidden else VISIBLE_ALPHA)
-        head = Header(stamp=header.stamp, frame_id=frame)
-
-        sphere = Marker(header=head, ns=MARKER_NS, id=e.id, type=Marker.SPHERE, action=Marker.ADD,
-                        color=color, lifetime=lifetime)
-        sphere.pose.position = pos
-        sphere.pose.orientation.w = 1.0
-        sphere.scale.x = sphere.scale.y = sphere.scale.z = scale
-        text = Marker(header=head, ns=LABEL_NS, id=e.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-                      color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), lifetime=lifetime,
-                      text=f"({e.id})" if e.hidden else str(e.id))
-        text.pose.position = label_pos
-        text.pose.orientation.w = 1.0
-        text.scale.z = 0.5 * scale
-        markers.markers.extend([sphere, text])
-    return markers
+        head = Stamped(stamped.sec, stamped.nanosec, frame)
+        _marker(w, head, ns=MARKER_NS, marker_id=e.id, marker_type=SPHERE, position=pos,
+                scale=(scale, scale, scale), color=(r, g, b, HIDDEN_ALPHA if e.hidden else VISIBLE_ALPHA),
+                lifetime=lifetime)
+        _marker(w, head, ns=LABEL_NS, marker_id=e.id, marker_type=TEXT_VIEW_FACING, position=label_pos,
+                scale=(0.0, 0.0, 0.5 * scale), color=LABEL_COLOR, lifetime=lifetime,
+                text=f"({e.id})" if e.hidden else str(e.id))
+    return bytes(w)
 
 
-def build_outputs(image: np.ndarray, entities: Sequence[Entity], header: Header, settings: OutputSettings,
+def _marker(w: CdrWriter, stamped: Stamped, *, ns: str = "", marker_id: int = 0, marker_type: int = 0,
+            action: int = ADD, position=(0.0, 0.0, 0.0), scale=(0.0, 0.0, 0.0), color=(0.0, 0.0, 0.0, 0.0),
+            lifetime=(0, 0), text: str = "") -> None:
+    """One visualization_msgs/Marker; the fields the node does not use stay empty."""
+    w.header(stamped.sec, stamped.nanosec, stamped.frame_id)
+    w.string(ns)
+    w.packed(_MARKER_IDS, 4, marker_id, marker_type, action)
+    w.packed(_MARKER_GEOMETRY, 8, *position, *_IDENTITY_ORIENTATION, *scale, *color, *lifetime)
+    w.raw(_MARKER_MIDDLE)
+    w.string(text)
+    w.align(4)
+    w.raw(_MARKER_LAST)
+
+
+def build_outputs(image: np.ndarray, entities: Sequence[Entity], header, settings: OutputSettings,
                   *, detections: bool = True, masks: bool = True, debug: bool = True, markers: bool = True,
                   camera_k: Sequence[float] | None = None, emit=None) -> TrackerOutputs:
-    """All of one frame's messages from the input image (H, W, 3 uint8 RGB) and its entities.
+    """All of one frame's messages from the input image (H, W, 3 uint8 RGB), its entities and its header
+    (a std_msgs/Header, rclpy's or rosbags').
 
-    `emit(name, msg)`, if given, is called as soon as each message is ready, in the order detections,
+    `emit(name, data)`, if given, is called as soon as each message is ready, in the order detections,
     masks, debug_image, markers (the live node publishes the small, most wanted result first)."""
-    head = output_header(header, settings.frame_id)
+    stamped = Stamped.of(header, settings.frame_id)
     shape = image.shape[:2]
     out = TrackerOutputs()
 
-    def ready(name, msg):
-        setattr(out, name, msg)
+    def ready(name, data):
+        setattr(out, name, data)
         if emit is not None:
-            emit(name, msg)
+            emit(name, data)
 
     if detections:
-        ready("detections", detection_array(entities, head))
+        ready("detections", detection_array(entities, stamped))
     labels = label_image(entities, shape) if (masks or debug) else None
     if masks:
-        ready("masks", mask_image(labels, head))
+        ready("masks", image_message(labels, "mono8", stamped))
     if debug:
-        ready("debug_image", debug_image(draw_overlay(image, entities, labels), head))
+        ready("debug_image", image_message(draw_overlay(image, entities, labels), "rgb8", stamped))
     if markers:
-        ready("markers", marker_array(entities, head, shape, settings, camera_k))
+        ready("markers", marker_array(entities, stamped, shape, settings, camera_k))
     return out
 
 
-def _duration(seconds: float) -> Duration:
+def _duration(seconds: float) -> tuple[int, int]:
+    """builtin_interfaces/Duration (sec, nanosec) of `seconds`."""
     whole = int(seconds)
-    return Duration(sec=whole, nanosec=int(round((seconds - whole) * 1e9)))
+    return whole, int(round((seconds - whole) * 1e9))

@@ -124,12 +124,14 @@ def test_outputs_have_the_input_stamps_and_consistent_masks(tracked, bag):
 
 
 def test_equals_online_tracker_with_scene_resets(tracked, videos, checkpoint, params_file):
-    from std_msgs.msg import Header
+
+    from rclpy.serialization import deserialize_message
+    from vision_msgs.msg import Detection2DArray
 
     from loci_core.camera import ProjectiveCamera
     from loci_core.tracker import OnlineTracker
     from loci_ros.bags.track import node_parameters
-    from loci_ros.messages import detection_array
+    from loci_ros.messages import Stamped, detection_array
 
     params = node_parameters(params_file, {"checkpoint": str(checkpoint)})
     assert params["camera_model"] == "cater" and params["visibility_threshold"] == 0.0
@@ -140,7 +142,8 @@ def test_equals_online_tracker_with_scene_resets(tracked, videos, checkpoint, pa
     for video in videos:
         tracker.reset()
         for frame in video.frames:
-            expected.append(detections_summary(detection_array(tracker.step(frame), Header())))
+            data = detection_array(tracker.step(frame), Stamped(0, 0, ""))
+            expected.append(detections_summary(deserialize_message(data, Detection2DArray)))
     got = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")]
     assert got == expected
     assert sum(map(len, expected)) >= len(expected), "too few entities for a meaningful comparison"

@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from rclpy.serialization import deserialize_message  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
@@ -18,6 +19,7 @@ from loci_ros.messages import (  # noqa: E402
     LABEL_NS,
     MARKER_NS,
     OutputSettings,
+    Stamped,
     build_outputs,
     marker_array,
 )
@@ -48,7 +50,7 @@ def test_build_outputs_fills_all_four_messages_with_the_input_header():
     entities = make_entities()
     out = build_outputs(image, entities, header(), OutputSettings(ground_frame_id="map"))
 
-    det = deserialize_message(serialize_message(out.detections), Detection2DArray)  # survives CDR
+    det = deserialize_message(out.detections, Detection2DArray)
     assert det.header == header()
     assert [d.id for d in det.detections] == ["1", "4"]
     d = det.detections[0]
@@ -58,15 +60,17 @@ def test_build_outputs_fills_all_four_messages_with_the_input_header():
     assert len(d.results) == 1 and d.results[0].hypothesis.class_id == DETECTION_CLASS_ID
     assert [x.results[0].hypothesis.score for x in det.detections] == pytest.approx([0.8, 0.1])
 
-    assert out.masks.encoding == "mono8" and out.masks.header == header()
-    labels = image_to_numpy(out.masks)
+    masks = deserialize_message(out.masks, Image)
+    assert masks.encoding == "mono8" and masks.header == header()
+    labels = image_to_numpy(masks)
     assert labels.shape == (H, W)
     assert (labels == 2).sum() == 100 and set(np.unique(labels)) == {0, 2}  # entity 1 -> label 2
 
-    assert out.debug_image.encoding == "rgb8" and out.debug_image.header == header()
-    assert image_to_numpy(out.debug_image).shape == (H, W, 3)
+    debug = deserialize_message(out.debug_image, Image)
+    assert debug.encoding == "rgb8" and debug.header == header()
+    assert np.array_equal(image_to_numpy(debug), draw_overlay(image, entities))
 
-    markers = out.markers.markers
+    markers = deserialize_message(out.markers, MarkerArray).markers
     assert markers[0].action == Marker.DELETEALL
     assert [(m.ns, m.id, m.type) for m in markers[1:]] == [
         (MARKER_NS, 1, Marker.SPHERE), (LABEL_NS, 1, Marker.TEXT_VIEW_FACING),
@@ -77,6 +81,8 @@ def test_build_outputs_fills_all_four_messages_with_the_input_header():
     assert (markers[3].pose.position.x, markers[3].pose.position.y) == (1.25, -0.5)
     assert markers[3].color.a < markers[1].color.a  # hidden entities are drawn faint
     assert markers[4].text == "(4)" and markers[2].text == "1"
+    assert markers[1].scale.x == markers[1].scale.z == 0.2 and markers[2].scale.z == pytest.approx(0.1)
+    assert markers[1].lifetime.sec == 1 and markers[1].pose.orientation.w == 1.0
 
 
 def test_outputs_can_be_switched_off_and_frame_overridden():
@@ -84,31 +90,35 @@ def test_outputs_can_be_switched_off_and_frame_overridden():
     out = build_outputs(image, make_entities(), header(), OutputSettings(frame_id="other"),
                         detections=False, debug=False)
     assert out.detections is None and out.debug_image is None
-    assert out.masks.header.frame_id == "other" and out.masks.header.stamp == header().stamp
-    assert out.markers.markers[1].header.frame_id == "other"
+    masks = deserialize_message(out.masks, Image)
+    assert masks.header.frame_id == "other" and masks.header.stamp == header().stamp
+    assert deserialize_message(out.markers, MarkerArray).markers[1].header.frame_id == "other"
 
 
 def test_camera_frame_markers_lie_on_the_entity_ray():
     entities = make_entities()[:1]
     k = [50.0, 0, 30.0, 0, 60.0, 25.0, 0, 0, 1]
     settings = OutputSettings(marker_depth=3.0)
-    sphere = marker_array(entities, header(), (H, W), settings, camera_k=k).markers[1]
+    def spheres(entities, **kwargs):
+        data = marker_array(entities, Stamped.of(header()), (H, W), settings, **kwargs)
+        return deserialize_message(data, MarkerArray).markers[1::2]
+
+    sphere = spheres(entities, camera_k=k)[0]
     p = sphere.pose.position
     assert p.z == pytest.approx(3.0)
     assert (p.x / p.z * 50.0 + 30.0, p.y / p.z * 60.0 + 25.0) == pytest.approx(entities[0].position_px)
     # Without intrinsics the ray goes through a nominal pinhole centred on the image.
     centred = make_entities()[0]
     centred.position_px = ((W - 1) / 2, (H - 1) / 2)
-    p = marker_array([centred], header(), (H, W), settings).markers[1].pose.position
+    p = spheres([centred])[0].pose.position
     assert (p.x, p.y, p.z) == pytest.approx((0.0, 0.0, 3.0))
 
 
 def test_empty_entity_list_clears_the_markers():
     out = build_outputs(np.zeros((H, W, 3), np.uint8), [], header(), OutputSettings())
-    assert len(out.detections.detections) == 0
-    assert [m.action for m in out.markers.markers] == [Marker.DELETEALL]
-    assert isinstance(out.markers, MarkerArray)
-    assert image_to_numpy(out.masks).max() == 0
+    assert len(deserialize_message(out.detections, Detection2DArray).detections) == 0
+    assert [m.action for m in deserialize_message(out.markers, MarkerArray).markers] == [Marker.DELETEALL]
+    assert image_to_numpy(deserialize_message(out.masks, Image)).max() == 0
 
 
 def test_overlay_tints_masks_and_marks_hidden_entities():

@@ -102,7 +102,7 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
 
     Raises BagError for unusable bags, ValueError for bad parameters and tracker_setup.StartupError
     (a RuntimeError) when the checkpoint or background cannot be loaded."""
-    from rclpy.serialization import deserialize_message, serialize_message
+    from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, Image
     from tqdm import tqdm
 
@@ -160,8 +160,7 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                                             detections="detections" in topics, masks="masks" in topics,
                                             debug="debug_image" in topics, markers="markers" in topics)
                     for name, topic in topics.items():
-                        raw_out = serialize_message(getattr(outputs, name))
-                        writer.write(topic, OUTPUT_TYPES[name], t_ns, raw_out)
+                        writer.write(topic, OUTPUT_TYPES[name], t_ns, getattr(outputs, name))
                         stats.written[topic] += 1
     for problem, count in stats.skipped.items():
         print(f"[bag track] dropped {count} frame(s), {problem}", file=sys.stderr)
