@@ -5,7 +5,8 @@ nested message (a Marker holds nine) and then convert each field into C when pub
 MarkerArray of 17 markers that took 0.6-2 ms, more than the rest of the output work together, for a model
 step of ~11 ms. rclpy publishers take the bytes as they are (`Publisher.publish(bytes)`), and rosbag2
 stores exactly these bytes. tests/test_cdr.py checks every message type against rclpy's own
-deserialisation and re-serialisation, byte for byte.
+deserialisation and re-serialisation, byte for byte but for padding (rclpy leaves it uninitialised; ours
+is zero).
 
 Layout (OMG CDR version 1): a 4-byte encapsulation header (00 01 00 00: CDR, little endian), then the
 fields in declaration order, each primitive aligned to its own size counted from the end of that header;

@@ -131,7 +131,8 @@ def detection_array(entities: Sequence[Entity], stamped: Stamped) -> bytes:
 def image_message(pixels: np.ndarray, encoding: str, stamped: Stamped) -> bytes:
     """sensor_msgs/Image of a uint8 array: (H, W) for 'mono8', (H, W, 3) for 'rgb8'."""
     channels = {"mono8": 1, "rgb8": 3}[encoding]
-    if pixels.dtype != np.uint8 or pixels.shape[2:] != ((channels,) if channels > 1 else ()):
+    expected_ndim = 3 if channels > 1 else 2
+    if pixels.dtype != np.uint8 or pixels.ndim != expected_ndim or pixels.shape[2:] not in ((), (channels,)):
         raise ValueError(f"{encoding} needs a uint8 array of (H, W{', 3' if channels > 1 else ''}), "
                          f"got {pixels.dtype} {pixels.shape}")
     pixels = np.ascontiguousarray(pixels)

@@ -78,3 +78,13 @@ def test_writer_aligns_each_field_to_its_size_after_the_encapsulation_header():
     assert body[16:20] == (3).to_bytes(4, "little") and body[20:23] == b"ab\x00"
     assert body[23:24] == b"\x00" and body[24:28] == (9).to_bytes(4, "little")  # uint32 aligned to 4
     assert len(data) == 32
+
+
+def test_image_message_rejects_arrays_that_do_not_fit_the_encoding():
+    from loci_ros.messages import Stamped, image_message
+
+    stamped = Stamped(0, 0, "camera")
+    for pixels, encoding in ((np.zeros((4, 5, 3), np.uint8), "mono8"), (np.zeros((4, 5), np.uint8), "rgb8"),
+                             (np.zeros((4, 5, 3), np.float32), "rgb8"), (np.zeros(20, np.uint8), "mono8")):
+        with pytest.raises(ValueError, match=encoding):
+            image_message(pixels, encoding, stamped)
