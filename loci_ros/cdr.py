@@ -21,7 +21,6 @@ from functools import cache
 
 ENCAPSULATION_CDR_LE = b"\x00\x01\x00\x00"
 _UINT32 = struct.Struct("<I")
-_TIME = struct.Struct("<iI")  # builtin_interfaces Time and Duration: int32 sec, uint32 nanosec
 _TIME_AND_LENGTH = struct.Struct("<iII")  # a Header's stamp and its frame_id's length
 
 
@@ -62,9 +61,6 @@ class CdrWriter:
 
     def float64(self, *values: float) -> None:
         self.packed(_doubles(len(values)), 8, *values)
-
-    def time(self, sec: int, nanosec: int) -> None:
-        self.packed(_TIME, 4, sec, nanosec)
 
     def string(self, text: str) -> None:
         data = text.encode()

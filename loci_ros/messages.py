@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from visualization_msgs.msg import Marker
 
 from loci_core.tracker import Entity, label_image
 from loci_ros.cdr import CdrWriter, constant_block
@@ -32,9 +33,6 @@ NOMINAL_HFOV_RAD = math.radians(60.0)
 # Marker opacity: hidden entities are drawn faint so they read as "still tracked, not seen".
 VISIBLE_ALPHA, HIDDEN_ALPHA = 0.9, 0.35
 LABEL_COLOR = (1.0, 1.0, 1.0, 1.0)
-# visualization_msgs/Marker constants (type, action)
-SPHERE, TEXT_VIEW_FACING = 2, 9
-ADD, DELETEALL = 0, 3
 # An identity quaternion (x, y, z, w) and the zero covariance of a hypothesis pose we do not estimate.
 _IDENTITY_ORIENTATION = (0.0, 0.0, 0.0, 1.0)
 _ZERO_COVARIANCE = (0.0,) * 36
@@ -166,34 +164,36 @@ def marker_array(entities: Sequence[Entity], stamped: Stamped, image_size: tuple
     lifetime = _duration(settings.marker_lifetime)
     scale = settings.marker_scale
 
+    in_camera = Stamped(stamped.sec, stamped.nanosec, camera_frame)
+    on_ground = Stamped(stamped.sec, stamped.nanosec, settings.ground_frame_id)
+
     w = CdrWriter()
     w.uint32(1 + 2 * len(entities))
-    _marker(w, Stamped(stamped.sec, stamped.nanosec, camera_frame), action=DELETEALL)
+    _marker(w, in_camera, action=Marker.DELETEALL)
     for e in entities:
         if e.ground_xy is not None:
-            frame = settings.ground_frame_id
+            head = on_ground
             gx, gy = e.ground_xy
             pos = (float(gx), float(gy), float(settings.ground_plane_height))
             label_pos = (pos[0], pos[1], pos[2] + 0.8 * scale)  # z up in the ground frame
         else:
-            frame = camera_frame
+            head = in_camera
             x, y = e.position_px
             d = settings.marker_depth
             pos = ((x - cx) / fx * d, (y - cy) / fy * d, d)
             label_pos = (pos[0], pos[1] - 0.8 * scale, pos[2])  # y down in an optical frame
         r, g, b = (c / 255.0 for c in entity_color(e.id))
-        head = Stamped(stamped.sec, stamped.nanosec, frame)
-        _marker(w, head, ns=MARKER_NS, marker_id=e.id, marker_type=SPHERE, position=pos,
+        _marker(w, head, ns=MARKER_NS, marker_id=e.id, marker_type=Marker.SPHERE, position=pos,
                 scale=(scale, scale, scale), color=(r, g, b, HIDDEN_ALPHA if e.hidden else VISIBLE_ALPHA),
                 lifetime=lifetime)
-        _marker(w, head, ns=LABEL_NS, marker_id=e.id, marker_type=TEXT_VIEW_FACING, position=label_pos,
+        _marker(w, head, ns=LABEL_NS, marker_id=e.id, marker_type=Marker.TEXT_VIEW_FACING, position=label_pos,
                 scale=(0.0, 0.0, 0.5 * scale), color=LABEL_COLOR, lifetime=lifetime,
                 text=f"({e.id})" if e.hidden else str(e.id))
     return bytes(w)
 
 
 def _marker(w: CdrWriter, stamped: Stamped, *, ns: str = "", marker_id: int = 0, marker_type: int = 0,
-            action: int = ADD, position=(0.0, 0.0, 0.0), scale=(0.0, 0.0, 0.0), color=(0.0, 0.0, 0.0, 0.0),
+            action: int = Marker.ADD, position=(0.0, 0.0, 0.0), scale=(0.0, 0.0, 0.0), color=(0.0, 0.0, 0.0, 0.0),
             lifetime=(0, 0), text: str = "") -> None:
     """One visualization_msgs/Marker; the fields the node does not use stay empty."""
     w.header(stamped.sec, stamped.nanosec, stamped.frame_id)

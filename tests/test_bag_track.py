@@ -124,7 +124,6 @@ def test_outputs_have_the_input_stamps_and_consistent_masks(tracked, bag):
 
 
 def test_equals_online_tracker_with_scene_resets(tracked, videos, checkpoint, params_file):
-
     from rclpy.serialization import deserialize_message
     from vision_msgs.msg import Detection2DArray
 
