@@ -5,7 +5,8 @@
     .venv/bin/python bench/model_speed.py --quick      # smoke run: few repetitions
 
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
-CUDA) is its own. FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
+CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
+`loci eval` runs it); both report per frame. FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
 matrix products; element-wise work is not counted), and the achieved FLOP/s is compared with this
 machine's fp32 peak measured in the same run
 (the better of a large matmul and a large 3x3 convolution). Prints a Markdown table and writes JSON to
@@ -140,7 +141,8 @@ def _plan(args) -> list[tuple]:
     for config in args.configs:
         levels = (1,) if config == "cater-small" else (1, 2)
         for level in levels:
-            plan.append((config, level, "infer", 1))
+            plan.append((config, level, "infer", 1))  # tracking one stream (the node)
+            plan.append((config, level, "infer", 16))  # batched, as `loci eval` runs
             for batch in (8, 16):
                 heavy = config == "cater" and (level == 2 or batch == 16)
                 if args.full or not heavy:
@@ -192,21 +194,28 @@ def main(argv=None) -> int:
           f"measured fp32 peak {peak / 1e9:.1f} GFLOP/s (matmul {peaks['matmul'] / 1e9:.1f}, "
           f"3x3 conv {peaks['conv3x3'] / 1e9:.1f})\n")
     print("| config | level | frame | params | inference ms/frame (B=1) | frames/s | GFLOP/frame "
-          "| GFLOP/s | % of peak | train ms/update B=8 | train ms/update B=16 | peak memory MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| GFLOP/s | % of peak | B=16: ms/frame, % of peak | train ms/update B=8 | train ms/update B=16 "
+          "| peak memory MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for config, level in dict.fromkeys((r["config"], r["level"]) for r in rows):
-        infer = next((r for r in rows if (r["config"], r["level"], r["kind"]) == (config, level, "infer")), None)
+        infer = next((r for r in rows if (r["config"], r["level"], r["kind"], r["batch"])
+                      == (config, level, "infer", 1)), None)
+        batched = next((r for r in rows if (r["config"], r["level"], r["kind"], r["batch"])
+                        == (config, level, "infer", 16)), None)
         train = {r["batch"]: r for r in rows if (r["config"], r["level"], r["kind"]) == (config, level, "train")}
-        memory = "/".join(f"{r['peak_memory_mb']:.0f}" for r in ([infer] if infer else []) + list(train.values()))
+        memory = "/".join(f"{r['peak_memory_mb']:.0f}" for r in [infer, batched, *train.values()] if r)
         print(f"| {config} | {level} | {(infer or next(iter(train.values())))['resolution']} "
               f"| {(infer or next(iter(train.values())))['params'] / 1e6:.2f} M "
               f"| {_fmt(infer and infer['ms_per_frame'], '.1f')} | {_fmt(infer and infer['frames_per_s'], '.1f')} "
               f"| {_fmt(infer and infer['flops_per_frame'] / 1e9, '.2f')} "
               f"| {_fmt(infer and infer['flops_per_s'] / 1e9, '.1f')} "
               f"| {_fmt(infer and 100 * infer['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(batched and batched['ms_per_frame'], '.1f')}, "
+              f"{_fmt(batched and 100 * batched['flops_per_s'] / peak, '.0f')} "
               f"| {_fmt(train.get(8, {}).get('ms_per_update'), '.0f')} "
               f"| {_fmt(train.get(16, {}).get('ms_per_update'), '.0f')} | {memory} |")
-    print("\npeak memory: inference / train B=8 / train B=16 (max RSS of each measurement's process on the CPU)")
+    print("\npeak memory: inference B=1 / B=16 / train B=8 / train B=16 "
+          "(max RSS of each measurement's process on the CPU)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(device=args.device, threads=torch.get_num_threads(),
                                          peak_flops=peaks, rows=rows), indent=2))
