@@ -9,7 +9,8 @@ none better: a background mask logit starting at 2 (0.27 / 0.43 / 0.48) or 3 (0.
 quarter of the sprite), learning rate 2e-3 (0.29 / 0.28 / 0.22), batch 6 (0.26 / 0.27 / 0.49), the size
 ramp of training (0.40 / 0.24 / 0.24), 14-pixel sprites (0.25 / 0.26 / 0.57), and the paper's curriculum
 onto a background the slots cannot copy (150 updates on black, then a random-block or checkerboard
-background faded in: 0.41 / 0.30, the masks shrink to 0.4-0.6x the sprite).
+background faded in: 0.41 / 0.30, the masks shrink to 0.4-0.6x the sprite). On a 2-core AMD EPYC (2026-12-02)
+the same seeds give 0.39 / 0.43 / 0.24: the trajectory depends on the CPU's arithmetic; the test runs seed 0.
 
 Why IoU stays low while the slots hold their sprites: on a black background a slot's mask can spread over
 black pixels at no cost (the slot renders black there too), so nothing in the loss pulls its edge onto the
@@ -17,6 +18,10 @@ sprite's. The masks come out 1.5-2.3x the sprite's area and hold 80-97 % of it (
 slots cannot copy makes the edge matter: on a black-and-white checkerboard the masks shrink to 0.8x the
 sprite (IoU 0.39, seed 0), but at 300 updates seeds 1 and 2 do not bind at all; a grey or smooth-noise
 background (non-zero target entropy under the BCE loss) does not bind in 300 updates either.
+At 300 updates the masks are also still coarse: the mask head's x4 up-convolution branch starts at the paper's
+1e-16 and its scale has reached only about -0.09 (seeds 0-2), so each mask is mostly its 15x20 latent mask repeated
+in 4x4-pixel blocks, which alone caps a 10-pixel sprite's IoU at 0.64-0.69. Opening that branch from the start
+(scale 1) is worse (0.11 / 0.28 / 0.28): an untrained transposed convolution adds noise to every mask.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
