@@ -20,8 +20,8 @@ sprite (IoU 0.39, seed 0), but at 300 updates seeds 1 and 2 do not bind at all; 
 background (non-zero target entropy under the BCE loss) does not bind in 300 updates either.
 At 300 updates the masks are also still coarse: the mask head's x4 up-convolution branch starts at the paper's
 1e-16 and its scale has reached only about -0.09 (seeds 0-2), so each mask is mostly its 15x20 latent mask repeated
-in 4x4-pixel blocks, which alone caps a 10-pixel sprite's IoU at 0.64-0.69. Opening that branch from the start
-(scale 1) is worse (0.11 / 0.28 / 0.28): an untrained transposed convolution adds noise to every mask.
+in 4x4-pixel blocks, which alone caps a 10-pixel sprite's IoU at 0.64-0.73 by its offset. Opening that branch
+from the start (scale 1) is worse (0.11 / 0.28 / 0.28): an untrained transposed convolution adds noise to every mask.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
