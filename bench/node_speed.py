@@ -248,7 +248,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to run (default: fresh one of --config)")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "models" / "cater-small.yaml")
-    parser.add_argument("--frames", type=int, default=30, help="frames per stream")
+    parser.add_argument("--frames", type=int, default=30, help="length of the generated video (per input size)")
     parser.add_argument("--repeats", type=int, default=2, help="lock-step passes over the frames")
     parser.add_argument("--blocks", type=int, default=20, help="throughput blocks (bare, then streamed) per row")
     parser.add_argument("--block-frames", type=int, default=12, help="frames per throughput block")
