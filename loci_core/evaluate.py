@@ -398,7 +398,8 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
     p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
-    p.add_argument("--batch", type=int, default=8, help="videos per batch")
+    p.add_argument("--batch", type=int, default=8,
+                   help="videos per batch (on a CPU, level-2 models run fastest at 1; see bench/README.md)")
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
