@@ -6,11 +6,10 @@
 
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
-`loci eval` runs it); both report per frame. FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
-matrix products; element-wise work is not counted), and the achieved FLOP/s is compared with this
-machine's fp32 peak measured in the same run
-(the better of a large matmul and a large 3x3 convolution). Prints a Markdown table and writes JSON to
-bench/results/model_speed.json.
+`loci eval` runs it); both report per frame. FLOPs per frame are counted with torch.utils.flop_counter
+(convolutions and matrix products; element-wise work is not counted), and the achieved FLOP/s is compared
+with this machine's fp32 peak measured in the same run (the better of a large matmul and a large 3x3
+convolution). Prints a Markdown table and writes JSON to bench/results/model_speed.json.
 """
 
 from __future__ import annotations
@@ -198,11 +197,9 @@ def main(argv=None) -> int:
           "| peak memory MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for config, level in dict.fromkeys((r["config"], r["level"]) for r in rows):
-        infer = next((r for r in rows if (r["config"], r["level"], r["kind"], r["batch"])
-                      == (config, level, "infer", 1)), None)
-        batched = next((r for r in rows if (r["config"], r["level"], r["kind"], r["batch"])
-                        == (config, level, "infer", 16)), None)
-        train = {r["batch"]: r for r in rows if (r["config"], r["level"], r["kind"]) == (config, level, "train")}
+        runs = {(r["kind"], r["batch"]): r for r in rows if (r["config"], r["level"]) == (config, level)}
+        infer, batched = runs.get(("infer", 1)), runs.get(("infer", 16))
+        train = {batch: r for (kind, batch), r in runs.items() if kind == "train"}
         memory = "/".join(f"{r['peak_memory_mb']:.0f}" for r in [infer, batched, *train.values()] if r)
         print(f"| {config} | {level} | {(infer or next(iter(train.values())))['resolution']} "
               f"| {(infer or next(iter(train.values())))['params'] / 1e6:.2f} M "

@@ -95,6 +95,7 @@ class NodeClient:
         self.types = {"detections": Detection2DArray, "masks": Image, "debug_image": Image,
                       "markers": MarkerArray}
         self.arrival: dict[str, dict[int, float]] = {n: {} for n in OUTPUTS}
+        self.last_arrival = 0.0
         self.subscriptions: dict[str, object] = {}
         self.decode = decode
         self.reset_client = self.node.create_client(Trigger, "reset")
@@ -119,7 +120,7 @@ class NodeClient:
             else:  # CDR: 4-byte encapsulation, then the header's stamp (a MarkerArray: after its count)
                 at = 8 if name == "markers" else 4
                 sec = int.from_bytes(msg[at:at + 4], "little", signed=True)
-            self.arrival[name][sec] = time.perf_counter()
+            self.arrival[name][sec] = self.last_arrival = time.perf_counter()
         return callback
 
     def spin_until(self, condition, timeout: float) -> bool:
@@ -193,10 +194,7 @@ class NodeClient:
 
     def _drain(self, quiet_s: float) -> None:
         """Spin until no output has arrived for `quiet_s` seconds."""
-        def quiet():
-            last = max((t for arrivals in self.arrival.values() for t in arrivals.values()), default=0.0)
-            return time.perf_counter() - last > quiet_s
-        self.spin_until(quiet, timeout=5.0)
+        self.spin_until(lambda: time.perf_counter() - self.last_arrival > quiet_s, timeout=5.0)
 
     def close(self) -> None:
         self.executor.shutdown()
