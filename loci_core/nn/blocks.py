@@ -56,12 +56,13 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, kernel, padding=kernel // 2)
         self.scale = Scale(alpha) if alpha is not None else None
 
-    def forward(self, x):
+    def forward(self, x, skip: torch.Tensor | None = None):
+        """`skip`, if given, is channel_skip(x, cout), from a caller that has it cheaper."""
         y = F.relu(x) if self.leading_relu else x
         y = self.conv2(F.relu(self.conv1(y)))
         if self.scale is not None:
             y = self.scale(y)
-        return y + channel_skip(x, self.cout)
+        return y + (channel_skip(x, self.cout) if skip is None else skip)
 
 
 class LinearResidual(nn.Module):
@@ -138,7 +139,10 @@ class AggressiveUpConv(nn.Module):
     """x4 resolution: y = nearest4(average_channels(x)) + alpha * [ReLU -> Conv3 -> ReLU -> ConvT12 s4].
 
     The transposed convolution is stored as such (its parameters and initialisation) but computed
-    as a 3x3 convolution + pixel shuffle (`subpixel_weight`)."""
+    as a 3x3 convolution + pixel shuffle (`subpixel_weight`). The whole sum is formed before the
+    pixel shuffle, on the 16x smaller latent grid: alpha and the bias go into that convolution's
+    weights, and the skip, the same channel average at all 16 sub-pixels, is a 1x1 convolution of x.
+    (Adding bias, scale and skip at the output resolution made the RGB head 1.3x slower on a CPU.)"""
 
     def __init__(self, cin: int, cout: int, alpha: float):
         super().__init__()
@@ -146,10 +150,12 @@ class AggressiveUpConv(nn.Module):
         self.conv = nn.Conv2d(cin, cin, 3, padding=1)
         self.up = nn.ConvTranspose2d(cin, cout, 12, stride=4, padding=4)
         self.scale = Scale(alpha)
+        skip = channel_skip(torch.eye(cin).view(cin, cin, 1, 1), cout)  # (cin, cout, 1, 1): skip of each input
+        self.register_buffer("skip_weight", skip.transpose(0, 1).repeat_interleave(16, 0), persistent=False)
 
     def forward(self, x):
         y = F.relu(self.conv(F.relu(x)))
-        y = F.pixel_shuffle(F.conv2d(y, subpixel_weight(self.up.weight), padding=1), 4)
-        y = y + self.up.bias.view(1, -1, 1, 1)
-        skip = F.interpolate(channel_skip(x, self.cout), scale_factor=4, mode="nearest")
-        return self.scale(y) + skip
+        alpha = self.scale.alpha
+        weight = subpixel_weight(self.up.weight) * alpha  # (cout*16, cin, 3, 3)
+        bias = (self.up.bias * alpha).repeat_interleave(16)
+        return F.pixel_shuffle(F.conv2d(y, weight, bias, padding=1) + F.conv2d(x, self.skip_weight), 4)

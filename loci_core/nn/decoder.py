@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import AggressiveUpConv, ResidualBlock, Scale
+from .blocks import AggressiveUpConv, ResidualBlock, Scale, channel_skip
 from .gaussian import gaussian_maps, prioritize
 
 
@@ -56,6 +56,7 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, g = cfg.decoder.channels, cfg.gestalt_size
+        self.channels = c
         self.latent_size = tuple(cfg.latent_size)
         self.trunk = nn.Sequential(ResidualBlock(g, c, leading_relu=False),
                                    *[ResidualBlock(c, c) for _ in range(cfg.decoder.num_layers - 1)])
@@ -70,7 +71,10 @@ class Decoder(nn.Module):
     def features_of_maps(self, maps, gestalt) -> torch.Tensor:
         """maps (B, O, h, w), gestalt (B, O, G) -> trunk features (B*O, C, h, w)."""
         merged = maps.unsqueeze(-1) * gestalt[:, :, None, None, :]  # (B, O, h, w, G), channels-last
-        return self.trunk(merged.flatten(0, 1).permute(0, 3, 1, 2))
+        # the first block's channel skip of maps x gestalt is maps x (the skip of the gestalt vector)
+        skip = maps.unsqueeze(-1) * channel_skip(gestalt, self.channels, dim=-1)[:, :, None, None, :]
+        f = self.trunk[0](merged.flatten(0, 1).permute(0, 3, 1, 2), skip=skip.flatten(0, 1).permute(0, 3, 1, 2))
+        return self.trunk[1:](f)
 
     def features(self, position, gestalt, priority=None) -> torch.Tensor:
         """position (B, O, 3), gestalt (B, O, G), priority (B, O) or None -> (B*O, C, h, w)."""
