@@ -93,7 +93,7 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, device
 
     if kind == "infer":
         model.eval()
-        with torch.no_grad():
+        with torch.inference_mode():  # as the tracker and `loci eval` run it
             state = model.initial_state(batch, device)
             for t in range(3):  # warm-up (the first call also decodes the initial masks)
                 _, state = model.step(frames[t], state, background)

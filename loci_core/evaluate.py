@@ -114,7 +114,7 @@ class VideoRun:
     extras: dict = field(default_factory=dict)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_loci(model, items: list[dict], warmup_calls: int, device, on_step=None) -> list[VideoRun]:
     """Run a batch of whole videos (equal length) through the model in eval mode.
 
