@@ -54,6 +54,29 @@ def test_eval_is_deterministic(tiny_run, tiny_data, tmp_path):
     assert a["cater"] == b["cater"] and a["tracking"] == b["tracking"]
 
 
+def test_eval_reads_one_batch_of_videos_at_a_time(tiny_run, tiny_data, tmp_path, monkeypatch):
+    """Videos are read per batch, not all up front: at 320x240 a 200-video split is ~18 GB in memory."""
+    import loci_core.evaluate as ev
+
+    reads, read_before_run = [], []
+    original_getitem, original_run = CaterVideos.__getitem__, ev.run_loci
+
+    def counting_getitem(self, index):
+        reads.append(index)
+        return original_getitem(self, index)
+
+    def recording_run(model, items, *args, **kwargs):
+        read_before_run.append(len(reads))
+        return original_run(model, items, *args, **kwargs)
+
+    monkeypatch.setattr(CaterVideos, "__getitem__", counting_getitem)
+    monkeypatch.setattr(ev, "run_loci", recording_run)
+    results = ev.evaluate(latest_checkpoint(tiny_run), tiny_data, "all", batch=2, out_dir=tmp_path / "e",
+                          progress=False)
+    assert results["videos"] == 4 and results["tracking_ground_truth"]
+    assert read_before_run == [2, 4] and reads == [0, 1, 2, 3]
+
+
 def test_eval_refuses_other_resolution_unless_asked(tiny_run, tmp_path, capsys):
     data = tmp_path / "small"
     assert main(["generate", "--out", str(data), "--videos", "2", "--frames", "6", "--size", "40x30"]) == 0

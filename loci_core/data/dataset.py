@@ -137,10 +137,13 @@ class CaterVideos(torch.utils.data.Dataset):
 
         return self._cached(name, "frames", video, (t_count, 3, *self.size), build)
 
+    def has_ground_truth(self, name: str) -> bool:
+        return self.with_extras and (self.root / "ground_truth" / f"{name}.npz").is_file()
+
     def ground_truth(self, name: str) -> dict[str, np.ndarray] | None:
         sc = self.scene(name)
         path = self.root / "ground_truth" / f"{name}.npz"
-        if not self.with_extras or not path.is_file():
+        if not self.has_ground_truth(name):
             return None
         gt = reader.read_ground_truth(path, sc.num_frames, len(sc.objects))
 
