@@ -247,11 +247,18 @@ def video_set_id(names: list[str]) -> str:
     return f"{len(names)} video{'' if len(names) == 1 else 's'}, sha1 {digest}"
 
 
-def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, videos: int | None = None,
-             out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
+def default_batch(level: int, device: str) -> int:
+    """Videos per batch when the user did not say: level-2 tensors of many videos overflow a CPU's cache,
+    and per frame batch 8 ran 1.5-2.2x slower than batch 1 (paper config, 2 cores; bench/README.md)."""
+    return 1 if level >= 2 and torch.device(device).type == "cpu" else 8
+
+
+def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | None = None,
+             videos: int | None = None, out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
              progress: bool = True, baselines: bool = True) -> dict:
     """Run the whole evaluation; returns the results dict (also written to out_dir). Without
-    `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint)."""
+    `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint).
+    `batch` None: `default_batch` for the model's level and the device."""
     from tqdm import tqdm
 
     from .baselines.chance import chance_ranking
@@ -261,6 +268,9 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int = 8, 
     from .data.reader import read_split
 
     model, cfg, _ = load_model(checkpoint, device=device)
+    if batch is not None and batch < 1:
+        raise EvalError(f"batch must be at least 1, got {batch}")
+    batch = batch or default_batch(model.level, device)
     torch.manual_seed(cfg.train.seed)
     dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
     if len(dataset) == 0:
@@ -413,8 +423,9 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
     p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
-    p.add_argument("--batch", type=int, default=8,
-                   help="videos per batch (on a CPU, level-2 models run fastest at 1; see bench/README.md)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="videos per batch (default: 8, or 1 for level-2 models on a CPU, where that runs fastest; "
+                        "see bench/README.md)")
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

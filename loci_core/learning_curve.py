@@ -88,7 +88,7 @@ def by_step(checkpoints: list[Path]) -> list[tuple[int, Path]]:
     return sorted(steps, key=lambda s: (s[0], str(s[1])))
 
 
-def learning_curve(checkpoints: list[Path], data: Path, split: str = "test", batch: int = 8,
+def learning_curve(checkpoints: list[Path], data: Path, split: str = "test", batch: int | None = None,
                    videos: int | None = None, device: str = "cpu", resize: bool = False,
                    progress: bool = True) -> tuple[list[dict], dict]:
     """Evaluate every checkpoint; returns (rows by global_step, the last checkpoint's results)."""
@@ -151,7 +151,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
     p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
-    p.add_argument("--batch", type=int, default=8, help="videos per batch")
+    p.add_argument("--batch", type=int, default=None, help="videos per batch (default: as loci eval)")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoints' resolution")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json and PREFIX.png")

@@ -77,6 +77,15 @@ def test_eval_reads_one_batch_of_videos_at_a_time(tiny_run, tiny_data, tmp_path,
     assert read_before_run == [2, 4] and reads == [0, 1, 2, 3]
 
 
+def test_default_batch_is_one_only_for_level_2_on_a_cpu(tiny_run, tiny_data, tmp_path, capsys):
+    from loci_core.evaluate import default_batch
+
+    assert (default_batch(2, "cpu"), default_batch(1, "cpu"), default_batch(2, "cuda:0")) == (1, 8, 8)
+    rc = main(["eval", "--checkpoint", str(latest_checkpoint(tiny_run)), "--data", str(tiny_data),
+               "--batch", "0", "--out", str(tmp_path / "e"), "--device", "cpu", "--no-progress"])
+    assert rc == 2 and "batch must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_eval_refuses_other_resolution_unless_asked(tiny_run, tmp_path, capsys):
     data = tmp_path / "small"
     assert main(["generate", "--out", str(data), "--videos", "2", "--frames", "6", "--size", "40x30"]) == 0
