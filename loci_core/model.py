@@ -31,8 +31,9 @@ from torch import nn
 
 from .config import ModelConfig, resolution_at
 from .nn.background import BackgroundMask
+from .nn.blocks import GroupedInput
 from .nn.decoder import Decoder
-from .nn.encoder import Encoder
+from .nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from .nn.gaussian import gaussian_maps, others, prioritize
 from .nn.predictor import Predictor
 from .nn.slot_init import SlotInitialiser
@@ -215,23 +216,25 @@ class Loci(nn.Module):
             decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
             prev_appearance = state.appearance.index_put(fresh, decoded)
 
-        # 6. encoder: a 12-channel image per slot -> estimates for the current frame
-        #    (assembled channels-last, (B, O, H, W, 12), which the convolutions run fastest on)
+        # 6. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
+        #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
+        #    the convolutions run fastest on), so the first convolution runs the shared ones once per frame
         slot_masks = masks[:, :o]  # (B, O, H, W)
         where = gaussian_maps(position.detach(), (h, w))  # (B, O, H, W)
         where_others = others(prioritize(where, priority.detach()))  # (B, O, H, W)
-        encoder_input = torch.cat([
-            frame.permute(0, 2, 3, 1).unsqueeze(1).expand(b, o, h, w, 3),
-            error.permute(0, 2, 3, 1).unsqueeze(1).expand(b, o, h, w, 1),
+        per_slot = torch.cat([
             slot_masks.unsqueeze(-1),
             others(slot_masks).unsqueeze(-1),
-            masks[:, o:].unsqueeze(-1).expand(b, o, h, w, 1),
             prev_appearance.permute(0, 1, 3, 4, 2),
             where.unsqueeze(-1),
             where_others.unsqueeze(-1),
-        ], dim=-1)  # (B, O, H, W, 12)
+        ], dim=-1)  # (B, O, H, W, 7): channels 4, 5, 7-9, 10, 11
+        per_frame = torch.cat([frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
+        encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
+                                     per_frame.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+                                     SLOT_INPUTS, FRAME_INPUTS)
         enc_position, enc_gestalt, enc_priority = self.encoder(
-            encoder_input.flatten(0, 1).permute(0, 3, 1, 2), level, ramps.std_scale)  # (N, 3), (N, G), (N,)
+            encoder_input, level, ramps.std_scale)  # (N, 3), (N, G), (N,)
 
         # 7. predictor: attention across slots + GateL0RD per slot -> next-step slot states
         pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),

@@ -1,22 +1,26 @@
 """Shapes of every module and of a full step, at both levels and several batch sizes; the paper
 config's parameter count; eval determinism; resolution growth (level 1 -> level 2)."""
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from loci_core.config import load_config
+from loci_core.config import load_config, resolution_at
 from loci_core.model import Loci, error_map
 from loci_core.nn.blocks import (
     AggressiveConvTo1x1,
     AggressiveDownConv,
     AggressiveUpConv,
+    GroupedInput,
     LinearResidual,
     ResidualBlock,
+    Scale,
     channel_skip,
 )
+from loci_core.nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from loci_core.nn.gaussian import gaussian_maps, others, prioritize
 from loci_core.schedules import Ramps, ramps_at
 
@@ -85,6 +89,33 @@ def test_gaussian_tails_are_zero_not_subnormal():
                       - 0.5 * ((cols - position[:, 1].view(-1, 1, 1)) * 80 / spread) ** 2)
     assert (exact[maps == 0] < 1e-10).all() and (exact < tiny).any(), "the test must reach the tails"
     assert torch.allclose(maps, exact, rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("level", [1, 2])
+@pytest.mark.parametrize("level1_channels", [12, 24, 8])  # no fold, folded duplicates, averaged channels
+def test_encoder_takes_the_frame_channels_once_per_frame(tiny_cfg, level, level1_channels):
+    """The model passes the channels a frame's slots share apart; the encoder's answer is the same as for
+    the full per-slot input."""
+    cfg = copy.deepcopy(tiny_cfg.model)
+    cfg.encoder.level1_channels = level1_channels
+    if level1_channels % 12:  # level 2 needs a multiple of 12: a level-1-only model
+        if level == 2:
+            pytest.skip("level 2 needs level1_channels to be a multiple of 12")
+        cfg.input_size = list(cfg.latent_size[i] * 4 for i in range(2))
+    torch.manual_seed(0)
+    encoder = Encoder(cfg)
+    for module in encoder.modules():  # open every branch, so that all of the input matters
+        if isinstance(module, Scale):
+            module.alpha.data.fill_(0.7)
+    b, o = 2, 3
+    h, w = resolution_at(cfg, level)
+    full = torch.rand(b, o, 12, h, w)
+    full[:, :, list(FRAME_INPUTS)] = full[:, :1, list(FRAME_INPUTS)]  # the frame's channels: same for its slots
+    grouped = GroupedInput(full[:, :, list(SLOT_INPUTS)].flatten(0, 1), full[:, 0, list(FRAME_INPUTS)],
+                           SLOT_INPUTS, FRAME_INPUTS)
+    assert torch.equal(grouped.full(), full.flatten(0, 1))
+    for a, b_ in zip(encoder(grouped, level), encoder(full.flatten(0, 1), level)):
+        assert torch.allclose(a, b_, atol=1e-5)
 
 
 @pytest.mark.parametrize("level", [1, 2])

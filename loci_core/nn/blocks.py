@@ -9,6 +9,7 @@ training gradually opens the branches. This is also what makes the resolution gr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,34 @@ class LinearResidual(nn.Module):
         return self.fc2(F.relu(self.fc1(y))) + channel_skip(x, self.cout, dim=-1)
 
 
+@dataclass(frozen=True)
+class GroupedInput:
+    """An (N, C, H, W) input whose channels `shared_channels` are the same for each group of `N / G`
+    consecutive rows (a frame's slots), held without the repetition: `own` (N, C - S, H, W) holds the
+    channels `own_channels`, `shared` (G, S, H, W) the others. A convolution of it runs the shared
+    channels once per group."""
+
+    own: torch.Tensor
+    shared: torch.Tensor
+    own_channels: tuple[int, ...]
+    shared_channels: tuple[int, ...]
+
+    def conv2d(self, weight: torch.Tensor, bias: torch.Tensor | None, **kwargs) -> torch.Tensor:
+        own = F.conv2d(self.own, weight[:, list(self.own_channels)], bias, **kwargs)          # (N, Cout, h, w)
+        shared = F.conv2d(self.shared, weight[:, list(self.shared_channels)], None, **kwargs)  # (G, Cout, h, w)
+        return (own.unflatten(0, (shared.shape[0], -1)) + shared.unsqueeze(1)).flatten(0, 1)
+
+    def map(self, fn) -> GroupedInput:
+        """The same channel-wise function (pooling, resizing) applied to both parts."""
+        return GroupedInput(fn(self.own), fn(self.shared), self.own_channels, self.shared_channels)
+
+    def full(self) -> torch.Tensor:
+        """(N, C, H, W), channels in their original order."""
+        shared = self.shared.repeat_interleave(self.own.shape[0] // self.shared.shape[0], 0)
+        order = torch.tensor(self.own_channels + self.shared_channels).argsort()
+        return torch.cat([self.own, shared], 1)[:, order.to(self.own.device)]
+
+
 class AggressiveDownConv(nn.Module):
     """x1/4 resolution: y = repeat_channels(avgpool4(x)) + alpha * [Conv11 s4 -> ReLU -> Conv3].
 
@@ -97,13 +126,17 @@ class AggressiveDownConv(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.scale = Scale(alpha)
 
-    def forward(self, x, fold_input: int = 1):
+    def forward(self, x: torch.Tensor | GroupedInput, fold_input: int = 1):
         weight = self.conv1.weight
         if fold_input > 1:  # x has cin / fold_input channels, each standing for fold_input copies
             weight = weight.unflatten(1, (self.cin // fold_input, fold_input)).sum(2)
-        y = self.conv2(F.relu(F.conv2d(x, weight, self.conv1.bias, stride=4, padding=5)))
-        skip = channel_skip(F.avg_pool2d(x, 4), self.cout)
-        return self.scale(y) + skip
+        if isinstance(x, GroupedInput):
+            y = x.conv2d(weight, self.conv1.bias, stride=4, padding=5)
+            pooled = x.map(lambda t: F.avg_pool2d(t, 4)).full()
+        else:
+            y = F.conv2d(x, weight, self.conv1.bias, stride=4, padding=5)
+            pooled = F.avg_pool2d(x, 4)
+        return self.scale(self.conv2(F.relu(y))) + channel_skip(pooled, self.cout)
 
 
 class AggressiveConvTo1x1(nn.Module):
