@@ -6,7 +6,7 @@
 
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
-`loci eval` runs it), in inference mode, in 5 blocks of 10 steps; both report ms per frame as the median
+`loci eval` runs it), in inference mode, in 5 blocks of 10 steps (3 at B=16); both report ms per frame as the median
 block (and frames/s from it). FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
 matrix products; element-wise work is not counted), and the achieved FLOP/s of the best block is compared
 with this machine's fp32 peak measured in the same run, also the best of its repetitions (the better of a
@@ -180,7 +180,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.worker:
         config, level, kind, batch = args.worker
-        repeats = (3 if args.quick else 10) if kind == "infer" else (2 if args.quick else 5)
+        # steps per inference block: 10 at B=1, 3 at B=16 (48 frames; a level-2 step takes seconds on a CPU)
+        infer_steps = 10 if int(batch) == 1 else 3
+        repeats = (3 if args.quick else infer_steps) if kind == "infer" else (2 if args.quick else 5)
         blocks = 2 if args.quick else 5
         print(json.dumps(measure(config, int(level), kind, int(batch), repeats, blocks, args.device)))
         return 0
