@@ -231,7 +231,7 @@ class Loci(nn.Module):
         ], dim=-1)  # (B, O, H, W, 7): channels 4, 5, 7-9, 10, 11
         per_frame = torch.cat([frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
         encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
-                                     per_frame.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+                                     per_frame.contiguous(memory_format=torch.channels_last),
                                      SLOT_INPUTS, FRAME_INPUTS)
         enc_position, enc_gestalt, enc_priority = self.encoder(
             encoder_input, level, ramps.std_scale)  # (N, 3), (N, G), (N,)

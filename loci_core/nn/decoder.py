@@ -56,7 +56,6 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, g = cfg.decoder.channels, cfg.gestalt_size
-        self.channels = c
         self.latent_size = tuple(cfg.latent_size)
         self.trunk = nn.Sequential(ResidualBlock(g, c, leading_relu=False),
                                    *[ResidualBlock(c, c) for _ in range(cfg.decoder.num_layers - 1)])
@@ -72,7 +71,7 @@ class Decoder(nn.Module):
         """maps (B, O, h, w), gestalt (B, O, G) -> trunk features (B*O, C, h, w)."""
         merged = maps.unsqueeze(-1) * gestalt[:, :, None, None, :]  # (B, O, h, w, G), channels-last
         # the first block's channel skip of maps x gestalt is maps x (the skip of the gestalt vector)
-        skip = maps.unsqueeze(-1) * channel_skip(gestalt, self.channels, dim=-1)[:, :, None, None, :]
+        skip = maps.unsqueeze(-1) * channel_skip(gestalt, self.trunk[0].cout, dim=-1)[:, :, None, None, :]
         f = self.trunk[0](merged.flatten(0, 1).permute(0, 3, 1, 2), skip=skip.flatten(0, 1).permute(0, 3, 1, 2))
         return self.trunk[1:](f)
 
