@@ -253,9 +253,9 @@ class Loci(nn.Module):
 
         # 9. composition: softmax masks over slots + background, colours, predicted next frame
         new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
-        colours = torch.cat([torch.sigmoid(rgb_logits + cfg.colour_bias),
-                             background_shown.unsqueeze(1).expand(b, 1, 3, h, w)], 1)  # (B, O+1, 3, H, W)
-        prediction = (new_masks.unsqueeze(2) * colours).sum(1)  # (B, 3, H, W)
+        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
+        prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) + new_masks[:, o:] * background_shown
+        # (B, 3, H, W)
 
         # 10. visibility, activity and the object-permanence memory (what/where while visible)
         visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O)

@@ -1,0 +1,107 @@
+"""Without gradients the model runs rewritten forms of some blocks: weights derived from the parameters
+once and kept (sub-pixel convolution weights, the encoder's folded and split first layer, GateL0RD's
+stacked matrices), GateL0RD in two matrix products, the pixel shuffle as a gather. That path must be the
+same function as the training path, and must follow every change of the parameters."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loci_core.config import load_config
+from loci_core.model import Loci
+from loci_core.nn.blocks import AggressiveConvTo1x1, ResidualBlock, pixel_shuffle4
+
+MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
+FIELDS = ("prediction", "masks", "slot_rgb", "position", "gestalt", "priority")
+
+
+def open_model(seed: int) -> Loci:
+    """The tiny model with every branch scale at 0.5, so each rewritten block shapes the output (untrained,
+    the scales start near 0 and a wrong rewrite of a branch would not show)."""
+    torch.manual_seed(seed)
+    model = Loci(load_config(MODELS / "tiny.yaml").model).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 0:
+                p.fill_(0.5)
+    return model
+
+
+def clip(seed: int = 0, steps: int = 4, batch: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(steps, batch, 3, 60, 80, generator=g), torch.rand(1, 3, 60, 80, generator=g)
+
+
+def run(model: Loci, frames, background, mode):
+    """Each step's outputs, every step from the state the previous one returned."""
+    outs, state = [], model.initial_state(frames.shape[1])
+    with mode():
+        for frame in frames:
+            out, state = model.step(frame, state, background)
+            outs.append({f: getattr(out, f).detach().clone() for f in FIELDS})
+    return outs
+
+
+def assert_same(a, b, atol=1e-5):
+    for t, (x, y) in enumerate(zip(a, b)):
+        for f in FIELDS:
+            assert torch.allclose(x[f], y[f], atol=atol, rtol=1e-4), f"{f} differs at step {t}"
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_without_gradients_the_step_is_the_training_path(mode):
+    model = open_model(0)
+    frames, background = clip()
+    assert_same(run(model, frames, background, mode), run(model, frames, background, torch.enable_grad))
+
+
+def test_kept_weights_follow_every_change_of_the_parameters():
+    model = open_model(1)
+    frames, background = clip(1)
+    run(model, frames, background, torch.inference_mode)  # keeps derived weights
+
+    def check():  # a copy keeps nothing of the original's derived weights (they belong to other tensors)
+        assert_same(run(model, frames, background, torch.inference_mode),
+                    run(copy.deepcopy(model), frames, background, torch.enable_grad))
+
+    # an optimiser step
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    out, _ = model.step(frames[0], model.initial_state(2), background)
+    (out.prediction.square().mean() + out.gestalt.mean()).backward()
+    optimiser.step()
+    check()
+    # loading other weights
+    model.load_state_dict(open_model(2).state_dict())
+    check()
+    # an in-place change of one parameter of each rewritten block
+    with torch.no_grad():
+        model.decoder.rgb_head.level1.up.weight.mul_(-1.5)
+        model.encoder.level1.conv1.weight.add_(0.1)
+        model.predictor.layers[0].cell.w_rh.mul_(2.0)
+    check()
+
+
+def test_gathered_pixel_shuffle_equals_the_shuffle():
+    x = torch.randn(3, 32, 5, 7)
+    with torch.inference_mode():
+        for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, 1:], x[1:]):
+            assert torch.equal(pixel_shuffle4(t), F.pixel_shuffle(t, 4))
+
+
+def test_blocks_on_1x1_maps_run_as_linear_layers():
+    block = ResidualBlock(8, 6, kernel=1)
+    x = torch.randn(4, 8, 1, 1)
+    reference = block.conv2(F.relu(block.conv1(F.relu(x)))) + channel_mean_skip(x, 6)
+    assert torch.allclose(block(x), reference, atol=1e-6)
+    to_1x1 = AggressiveConvTo1x1(8, 16, (15, 20), 0.5)
+    x = torch.randn(4, 8, 15, 20)
+    reference = 0.5 * to_1x1.conv2(F.relu(to_1x1.conv1(x))) + x.mean((2, 3), keepdim=True).repeat_interleave(2, 1)
+    assert torch.allclose(to_1x1(x), reference, atol=1e-5)
+
+
+def channel_mean_skip(x, cout):
+    """channel_skip(x, cout) for 8 -> 6 channels: average down to gcd 2, then repeat each 3 times."""
+    return x.unflatten(1, (2, 4)).mean(2).repeat_interleave(cout // 2, 1)
