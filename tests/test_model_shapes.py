@@ -20,6 +20,7 @@ from loci_core.nn.blocks import (
     Scale,
     channel_skip,
 )
+from loci_core.nn.decoder import Decoder
 from loci_core.nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from loci_core.nn.gaussian import gaussian_maps, others, prioritize
 from loci_core.schedules import Ramps, ramps_at
@@ -286,3 +287,11 @@ def test_ramps_default_to_full():
     early, late = ramps_at(10_000, cfg), ramps_at(70_000, cfg)
     assert early.std_scale == pytest.approx(0.7616, abs=1e-3) and early.background == 0
     assert late.background == pytest.approx(0.9640, abs=1e-3)
+
+
+def test_decoder_trunk_equals_the_trunk_on_maps_times_gestalt(tiny_cfg):
+    torch.manual_seed(0)
+    decoder = Decoder(tiny_cfg.model)
+    maps, gestalt = torch.rand(2, 3, 15, 20), torch.randn(2, 3, tiny_cfg.model.gestalt_size)
+    merged = (maps.unsqueeze(2) * gestalt[..., None, None]).flatten(0, 1)  # (N, G, h, w)
+    assert torch.allclose(decoder.features_of_maps(maps, gestalt), decoder.trunk(merged), atol=1e-5)

@@ -66,11 +66,16 @@ class ResidualBlock(nn.Module):
             # on 1x1 maps the block is a vector MLP, which linear layers run ~7x faster than convolutions (CPU)
             y = F.relu(F.linear(y.flatten(1), self.conv1.weight.flatten(1), self.conv1.bias))
             y = F.linear(y, self.conv2.weight.flatten(1), self.conv2.bias)[..., None, None]
-        else:
-            y = self.conv2(F.relu(self.conv1(y)))
-        if self.scale is not None:
-            y = self.scale(y)
-        return y + (channel_skip(x, self.cout) if skip is None else skip)
+            return self._scaled(y) + (channel_skip(x, self.cout) if skip is None else skip)
+        return self.finish(self.conv1(y), channel_skip(x, self.cout) if skip is None else skip)
+
+    def finish(self, first: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The block from the output of its first convolution on (for a caller that computes that
+        convolution its own way): first (N, cout, h, w), skip = channel_skip(x, cout)."""
+        return self._scaled(self.conv2(F.relu(first))) + skip
+
+    def _scaled(self, y):
+        return self.scale(y) if self.scale is not None else y
 
 
 class LinearResidual(nn.Module):

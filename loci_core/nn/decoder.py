@@ -69,10 +69,18 @@ class Decoder(nn.Module):
 
     def features_of_maps(self, maps, gestalt) -> torch.Tensor:
         """maps (B, O, h, w), gestalt (B, O, G) -> trunk features (B*O, C, h, w)."""
-        merged = maps.unsqueeze(-1) * gestalt[:, :, None, None, :]  # (B, O, h, w, G), channels-last
-        # the first block's channel skip of maps x gestalt is maps x (the skip of the gestalt vector)
-        skip = maps.unsqueeze(-1) * channel_skip(gestalt, self.trunk[0].cout, dim=-1)[:, :, None, None, :]
-        f = self.trunk[0](merged.flatten(0, 1).permute(0, 3, 1, 2), skip=skip.flatten(0, 1).permute(0, 3, 1, 2))
+        b, o, h, w = maps.shape
+        first = self.trunk[0]
+        c = first.cout
+        # The trunk's input, maps x gestalt, has rank one per slot: its first convolution is each slot's map
+        # convolved with its own 3x3 kernel (the weights summed over the gestalt), 1/G of the work and no
+        # (N, G, h, w) input to build; and its channel skip is maps x (the skip of the gestalt vector).
+        kernels = torch.einsum("cgkl,nog->nockl", first.conv1.weight, gestalt)  # (B, O, C, 3, 3)
+        y = F.conv2d(maps.reshape(1, b * o, h, w), kernels.reshape(b * o * c, 1, 3, 3),
+                     first.conv1.bias.repeat(b * o), padding=1, groups=b * o)  # (1, N*C, h, w)
+        y = y.view(b * o, c, h, w).contiguous(memory_format=torch.channels_last)
+        skip = maps.unsqueeze(-1) * channel_skip(gestalt, c, dim=-1)[:, :, None, None, :]  # (B, O, h, w, C)
+        f = first.finish(y, skip.flatten(0, 1).permute(0, 3, 1, 2))
         return self.trunk[1:](f)
 
     def features(self, position, gestalt, priority=None) -> torch.Tensor:
