@@ -225,18 +225,23 @@ class AggressiveUpConv(nn.Module):
 
 def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:
     """F.pixel_shuffle(x, 4); without gradients, a gather of x's memory through an index kept per shape and
-    layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of 4-element runs)."""
+    layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of 4-element runs). Level-1
+    sizes only: the index of a level-2 output would take tens of MB."""
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-    if torch.is_grad_enabled() or not dense:
+    if torch.is_grad_enabled() or not dense or x.numel() > GATHER_LIMIT:
         return F.pixel_shuffle(x, 4)
     key = (x.shape, x.stride(), x.device)
-    index = _SHUFFLE_INDEX.get(key)
+    index = _shuffle_index.get(key)
     if index is None:
         with torch.inference_mode(False):
-            offsets = torch.arange(x.numel(), device=x.device).as_strided(x.shape, x.stride())
-            index = _SHUFFLE_INDEX[key] = F.pixel_shuffle(offsets, 4).reshape(-1)
+            offsets = torch.arange(x.numel(), device=x.device, dtype=torch.int32).as_strided(x.shape, x.stride())
+            index = F.pixel_shuffle(offsets, 4).reshape(-1)
+        if len(_shuffle_index) >= 32:  # shapes vary with the batch and the number of re-spawned slots
+            _shuffle_index.pop(next(iter(_shuffle_index)))
+        _shuffle_index[key] = index
     n, c, h, w = x.shape
     return x.as_strided((x.numel(),), (1,)).index_select(0, index).view(n, c // 16, 4 * h, 4 * w)
 
 
-_SHUFFLE_INDEX: dict = {}  # the gather index of each (shape, strides, device) seen; a few at most
+GATHER_LIMIT = 2 ** 21  # elements (an 8 MB index); the small config's RGB output has 0.29 M at B=1, 2.3 M at B=8
+_shuffle_index: dict = {}  # (shape, strides, device) -> gather index, the oldest dropped beyond 32

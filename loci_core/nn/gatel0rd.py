@@ -145,6 +145,7 @@ class GateL0RDCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, traces: tuple | None):
         """x (N, I), h (N, H), traces (E_g, E_r) or None -> y (N, O), h' (N, H), traces', openings.
+
         Traces are updated only when gradients are being recorded (training); otherwise None."""
         if not torch.is_grad_enabled():
             return self._step_without_gradient(x, h)
