@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from loci_core.config import load_config
 from loci_core.model import Loci
 from loci_core.nn.blocks import AggressiveConvTo1x1, ResidualBlock, pixel_shuffle4
+from loci_core.nn.gaussian import gaussian_maps
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
 FIELDS = ("prediction", "masks", "slot_rgb", "position", "gestalt", "priority")
@@ -105,3 +106,28 @@ def test_blocks_on_1x1_maps_run_as_linear_layers():
 def channel_mean_skip(x, cout):
     """channel_skip(x, cout) for 8 -> 6 channels: average down to gcd 2, then repeat each 3 times."""
     return x.unflatten(1, (2, 4)).mean(2).repeat_interleave(cout // 2, 1)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_eval_spawning_picks_each_slots_candidate_with_the_most_error(batch):
+    model = open_model(3)
+    init = model.slot_init
+    g = torch.Generator().manual_seed(3)
+    error = torch.rand(batch, 1, 60, 80, generator=g) ** 8  # a few bright spots
+    o = model.num_slots
+    state = model.initial_state(batch)
+    with torch.inference_mode():
+        for _ in range(2):  # the second call reuses the kept candidate blobs
+            position, _, _, active = init(state.position, state.gestalt, state.priority, state.activity, error, False)
+    assert not active.any()
+    # reference: each candidate's size-0 Gaussian map over the error, the best candidate per slot
+    blobs = torch.cat([init.fixed_candidates, torch.zeros(o, init.candidates, 1)], -1)  # (O, K, 3)
+    score = torch.einsum("okhw,bhw->bok", gaussian_maps(blobs, (60, 80)), error[:, 0])
+    best = init.fixed_candidates[torch.arange(o), score.argmax(-1)]  # (B, O, 2)
+    assert torch.equal(position[..., :2], best)
+    # every slot active: the carried state comes back as it was
+    busy = state.activity + 1.0
+    carried = torch.randn(batch, o, 3), torch.randn(batch, o, model.gestalt_size), torch.randn(batch, o)
+    with torch.inference_mode():
+        out = init(*carried, busy, error, False)
+    assert all(torch.equal(a, b) for a, b in zip(out[:3], carried)) and out[3].all()

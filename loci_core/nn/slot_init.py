@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from .derived import derived
 from .gaussian import gaussian_factors
 
 
@@ -46,20 +47,25 @@ class SlotInitialiser(nn.Module):
         -> position, gestalt, priority with inactive slots re-spawned, and active (B, O) bool."""
         b, o = activity.shape
         active = activity > self.threshold
+        if not sample and bool(active.all()):  # nothing to re-spawn (42 % of CATER tracking steps)
+            return position, gestalt, priority, active
         device = error.device
 
         eps = torch.randn(b, o, self.gestalt_mean.shape[0], generator=generator, device=device) \
             if sample else torch.zeros((), device=device)
         new_gestalt = torch.sigmoid(self.gestalt_mean + self.gestalt_std * eps).expand_as(gestalt)
 
+        # score = sum over pixels of Gaussian(candidate, s=0) * error, computed separably
         if sample:
             cand = torch.rand(b, o, self.candidates, 2, generator=generator, device=device) * 2 - 1
+            g_row, g_col = _blob_factors(cand, error.shape[-2:])  # (B, O, K, H), (B, O, K, W)
+            score = torch.einsum("bokh,bhw,bokw->bok", g_row, error[:, 0], g_col)
         else:
             cand = self.fixed_candidates.expand(b, -1, -1, -1)  # (B, O, K, 2)
-        # score = sum over pixels of Gaussian(candidate, s=0) * error, computed separably
-        blob = torch.cat([cand, torch.zeros_like(cand[..., :1])], dim=-1)  # (B, O, K, 3)
-        g_row, g_col = gaussian_factors(blob, error.shape[-2:])  # (B, O, K, H), (B, O, K, W)
-        score = torch.einsum("bokh,bhw,bokw->bok", g_row, error[:, 0], g_col)
+            size = tuple(error.shape[-2:])
+            g_row, g_col = derived(self, f"blobs {size}", lambda: _blob_factors(self.fixed_candidates, size),
+                                   self.fixed_candidates)  # (O, K, H), (O, K, W): fixed candidates, fixed blobs
+            score = torch.einsum("okh,bhw,okw->bok", g_row, error[:, 0], g_col)
         best = score.argmax(-1)  # (B, O)
         location = torch.gather(cand, 2, best[..., None, None].expand(b, o, 1, 2)).squeeze(2)
         new_position = torch.cat([location, self.size.expand(b, o, 1)], dim=-1)
@@ -69,3 +75,9 @@ class SlotInitialiser(nn.Module):
         gestalt = torch.where(keep, gestalt, new_gestalt)
         priority = torch.where(active, priority, self.default_priority.expand(b, o))
         return position, gestalt, priority, active
+
+
+def _blob_factors(candidates: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable factors of size-0 Gaussian blobs at (..., 2) candidate locations."""
+    blob = torch.cat([candidates, torch.zeros_like(candidates[..., :1])], dim=-1)  # (..., 3)
+    return gaussian_factors(blob, size)
