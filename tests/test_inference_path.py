@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from loci_core.config import load_config
 from loci_core.model import Loci
-from loci_core.nn.blocks import AggressiveConvTo1x1, ResidualBlock, pixel_shuffle4
+from loci_core.nn.blocks import AggressiveConvTo1x1, ResidualBlock, channel_skip, pixel_shuffle4
 from loci_core.nn.gaussian import gaussian_maps
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
@@ -95,17 +95,12 @@ def test_gathered_pixel_shuffle_equals_the_shuffle():
 def test_blocks_on_1x1_maps_run_as_linear_layers():
     block = ResidualBlock(8, 6, kernel=1)
     x = torch.randn(4, 8, 1, 1)
-    reference = block.conv2(F.relu(block.conv1(F.relu(x)))) + channel_mean_skip(x, 6)
+    reference = block.conv2(F.relu(block.conv1(F.relu(x)))) + channel_skip(x, 6)
     assert torch.allclose(block(x), reference, atol=1e-6)
     to_1x1 = AggressiveConvTo1x1(8, 16, (15, 20), 0.5)
     x = torch.randn(4, 8, 15, 20)
-    reference = 0.5 * to_1x1.conv2(F.relu(to_1x1.conv1(x))) + x.mean((2, 3), keepdim=True).repeat_interleave(2, 1)
+    reference = 0.5 * to_1x1.conv2(F.relu(to_1x1.conv1(x))) + channel_skip(x.mean((2, 3), keepdim=True), 16)
     assert torch.allclose(to_1x1(x), reference, atol=1e-5)
-
-
-def channel_mean_skip(x, cout):
-    """channel_skip(x, cout) for 8 -> 6 channels: average down to gcd 2, then repeat each 3 times."""
-    return x.unflatten(1, (2, 4)).mean(2).repeat_interleave(cout // 2, 1)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
