@@ -10,6 +10,7 @@ BENCH = Path(__file__).resolve().parent
 RUNS = {
     "render_speed": [],
     "model_speed": [],
+    "kernel_bound": [],
     "node_speed": [],
     "subnormal_tails": [],
 }
