@@ -7,7 +7,8 @@
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
 `loci eval` runs it), in inference mode, in 5 blocks of 10 steps (3 at B=16); both report ms per frame as the median
-block (and frames/s from it). FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
+block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time its first steps
+took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
 matrix products; element-wise work is not counted), and the achieved FLOP/s of the best block is compared
 with this machine's fp32 peak measured in the same run, also the best of its repetitions (the better of a
 large matmul and a large 3x3 convolution): like with like, on VMs whose speed changes from second to second.
@@ -94,7 +95,7 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
     result = dict(config=config, level=level, kind=kind, batch=batch, resolution=f"{w}x{h}",
                   params=sum(p.numel() for p in model.parameters()))
 
-    if kind == "infer":
+    if kind in ("infer", "infer-compiled"):
         model.eval()
         with torch.no_grad():  # the FLOP counter's module hooks do not run under inference mode
             state = model.initial_state(batch, device)
@@ -103,10 +104,16 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
             with FlopCounterMode(display=False) as counter:
                 model.step(frames[3], state, background)
             flops = counter.get_total_flops() / batch
+        compile_seconds = None
+        if kind == "infer-compiled":
+            model.compile_inference()
         with torch.inference_mode():  # timed as the tracker and `loci eval` run it
             state = model.initial_state(batch, device)
-            for t in range(3):
+            start = time.perf_counter()
+            for t in range(3):  # with compile_inference, the first step also compiles
                 _, state = model.step(frames[t], state, background)
+            if kind == "infer-compiled":
+                compile_seconds = time.perf_counter() - start
             block_seconds = []
             for _ in range(blocks):
                 _sync(device)
@@ -117,7 +124,7 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
                 block_seconds.append((time.perf_counter() - start) / repeats / batch)
         typical, best = statistics.median(block_seconds), min(block_seconds)
         result.update(ms_per_frame=1000 * typical, best_ms_per_frame=1000 * best, frames_per_s=1 / typical,
-                      flops_per_frame=flops, flops_per_s=flops / best)
+                      flops_per_frame=flops, flops_per_s=flops / best, compile_seconds=compile_seconds)
     else:
         model.train()
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -152,6 +159,9 @@ def _plan(args) -> list[tuple]:
         for level in levels:
             plan.append((config, level, "infer", 1))  # tracking one stream (the node)
             plan.append((config, level, "infer", 16))  # batched, as `loci eval` runs
+            if not args.no_compile:
+                plan.append((config, level, "infer-compiled", 1))  # Loci.compile_inference
+                plan.append((config, level, "infer-compiled", 16))
             for batch in (8, 16):
                 heavy = config == "cater" and (level == 2 or batch == 16)
                 if args.full or not heavy:
@@ -168,6 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--full", action="store_true", help="also the slow paper-config training runs")
     parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile_inference runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/model_speed.json")
@@ -182,7 +193,7 @@ def main(argv=None) -> int:
         config, level, kind, batch = args.worker
         # steps per inference block: 10 at B=1, 3 at B=16 (48 frames; a level-2 step takes seconds on a CPU)
         infer_steps = 10 if int(batch) == 1 else 3
-        repeats = (3 if args.quick else infer_steps) if kind == "infer" else (2 if args.quick else 5)
+        repeats = (3 if args.quick else infer_steps) if kind.startswith("infer") else (2 if args.quick else 5)
         blocks = 2 if args.quick else 5
         print(json.dumps(measure(config, int(level), kind, int(batch), repeats, blocks, args.device)))
         return 0
@@ -206,13 +217,14 @@ def main(argv=None) -> int:
           f"measured fp32 peak {peak / 1e9:.1f} GFLOP/s (matmul {peaks['matmul'] / 1e9:.1f}, "
           f"3x3 conv {peaks['conv3x3'] / 1e9:.1f})\n")
     print("| config | level | frame | params | inference ms/frame (B=1), median / best block | frames/s "
-          "| GFLOP/frame | GFLOP/s (best) | % of peak (best) | B=16: ms/frame, % of peak | train ms/update B=8 "
-          "| train ms/update B=16 "
-          "| peak memory MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| GFLOP/frame | GFLOP/s (best) | % of peak (best) | B=16: ms/frame, % of peak "
+          "| compiled B=1: ms/frame (median / best), % of peak | compiled B=16: ms/frame, % of peak | compile s "
+          "| train ms/update B=8 | train ms/update B=16 | peak memory MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for config, level in dict.fromkeys((r["config"], r["level"]) for r in rows):
         runs = {(r["kind"], r["batch"]): r for r in rows if (r["config"], r["level"]) == (config, level)}
         infer, batched = runs.get(("infer", 1)), runs.get(("infer", 16))
+        fast, fast_batched = runs.get(("infer-compiled", 1)), runs.get(("infer-compiled", 16))
         train = {batch: r for (kind, batch), r in runs.items() if kind == "train"}
         memory = "/".join(f"{r['peak_memory_mb']:.0f}" for r in [infer, batched, *train.values()] if r)
         print(f"| {config} | {level} | {(infer or next(iter(train.values())))['resolution']} "
@@ -224,6 +236,11 @@ def main(argv=None) -> int:
               f"| {_fmt(infer and 100 * infer['flops_per_s'] / peak, '.0f')} "
               f"| {_fmt(batched and batched['ms_per_frame'], '.1f')}, "
               f"{_fmt(batched and 100 * batched['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(fast and fast['ms_per_frame'], '.1f')} / {_fmt(fast and fast['best_ms_per_frame'], '.1f')}, "
+              f"{_fmt(fast and 100 * fast['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(fast_batched and fast_batched['ms_per_frame'], '.1f')}, "
+              f"{_fmt(fast_batched and 100 * fast_batched['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(fast and fast['compile_seconds'], '.0f')} "
               f"| {_fmt(train.get(8, {}).get('ms_per_update'), '.0f')} "
               f"| {_fmt(train.get(16, {}).get('ms_per_update'), '.0f')} | {memory} |")
     print("\npeak memory: inference B=1 / B=16 / train B=8 / train B=16 "

@@ -255,10 +255,11 @@ def default_batch(level: int, device: str) -> int:
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | None = None,
              videos: int | None = None, out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
-             progress: bool = True, baselines: bool = True) -> dict:
+             progress: bool = True, baselines: bool = True, compile_model: bool = False) -> dict:
     """Run the whole evaluation; returns the results dict (also written to out_dir). Without
     `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint).
-    `batch` None: `default_batch` for the model's level and the device."""
+    `batch` None: `default_batch` for the model's level and the device. `compile_model`: run the model
+    through `Loci.compile_inference` (one compile per batch size; the last batch may be smaller)."""
     from tqdm import tqdm
 
     from .baselines.chance import chance_ranking
@@ -271,6 +272,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     if batch is not None and batch < 1:
         raise EvalError(f"batch must be at least 1, got {batch}")
     batch = batch or default_batch(model.level, device)
+    if compile_model:
+        model.compile_inference()
     torch.manual_seed(cfg.train.seed)
     dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
     if len(dataset) == 0:
@@ -430,6 +433,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the model's step with TorchInductor (about 1.3x faster on a CPU after a minute "
+                        "of compiling per batch size; needs a C++ compiler)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -443,7 +449,7 @@ def run(args) -> int:
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     try:
         results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
-                           args.resize, progress=not args.no_progress)
+                           args.resize, progress=not args.no_progress, compile_model=args.compile)
     except (EvalError, CheckpointError, CaterFormatError, OSError) as err:
         print(f"loci eval: error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
     out, state = model.step(frame, state, background)
 
 takes frame X_t and returns the prediction of X_{t+1} with every slot's state. Read `step` top to
-bottom; shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
+bottom; its steps 6-9, the part whose shapes never change, are `_advance` (which `compile_inference`
+compiles). Shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
 level, (h, w) = latent grid, N = B*O slot-instances (all slot-wise networks share weights and run
 on N rows at once).
 
@@ -61,10 +62,6 @@ class StepOutput:
     """(B, 2) snitch (p_row, p_col) read-out, or None when model.snitch is 'off'"""
     encoded_position: torch.Tensor
     """(B, O, 3) the encoder's estimate of each slot's position in the *input* frame"""
-    mask_logits: torch.Tensor
-    """(B, O, H, W) slot mask logits (occlusion-ordered decode)"""
-    rgb_logits: torch.Tensor
-    """(B, O, 3, H, W) slot RGB logits (occlusion-ordered decode, used in the composite)"""
     appearance_logits: torch.Tensor
     """(B, O, 3, H, W) un-occluded RGB logits of the predicted state (A, with gradient)"""
     prev_appearance_logits: torch.Tensor
@@ -103,6 +100,7 @@ class Loci(nn.Module):
         self.predictor = Predictor(cfg)
         self.decoder = Decoder(cfg)
         self.background_mask = BackgroundMask(cfg.input_size, cfg.background_mask_init)
+        self._compiled_advance = None  # set by compile_inference
 
     # ------------------------------------------------------------------ properties
     @property
@@ -171,6 +169,16 @@ class Loci(nn.Module):
             raise ValueError("state was made at another level; start a new state after set_level")
 
     # ------------------------------------------------------------------ the step
+    def compile_inference(self) -> None:
+        """Compile the fixed-shape middle of `step` (encoder input to composite, `_advance`) with TorchInductor
+        for steps without gradients or noise (tracking, evaluation); training and noisy steps stay eager.
+
+        One graph per batch size, compiled on its first step (about a minute on a 2-core CPU the first time,
+        seconds once TorchInductor's on-disk cache has it). Parameters stay inputs of the graph, so later
+        weight changes are used. Needs a C++ compiler. Outputs agree with the eager step to float rounding;
+        tracked over hundreds of frames, the two drift apart as any two summation orders do."""
+        self._compiled_advance = torch.compile(self._advance, dynamic=False, fullgraph=True)
+
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
              ramps: Ramps | None = None, generator: torch.Generator | None = None):
         """One call: frame X_t (B, 3, H, W) in [0, 1] RGB, the state, the background image
@@ -216,46 +224,15 @@ class Loci(nn.Module):
             decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
             prev_appearance = state.appearance.index_put(fresh, decoded)
 
-        # 6. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
-        #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
-        #    the convolutions run fastest on), so the first convolution runs the shared ones once per frame
-        slot_masks = masks[:, :o]  # (B, O, H, W)
-        where = gaussian_maps(position.detach(), (h, w))  # (B, O, H, W)
-        where_others = others(prioritize(where, priority.detach()))  # (B, O, H, W)
-        per_slot = torch.cat([
-            slot_masks.unsqueeze(-1),
-            others(slot_masks).unsqueeze(-1),
-            prev_appearance.permute(0, 1, 3, 4, 2),
-            where.unsqueeze(-1),
-            where_others.unsqueeze(-1),
-        ], dim=-1)  # (B, O, H, W, 7): channels 4, 5, 7-9, 10, 11
-        per_frame = torch.cat([frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
-        encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
-                                     per_frame.contiguous(memory_format=torch.channels_last),
-                                     SLOT_INPUTS, FRAME_INPUTS)
-        enc_position, enc_gestalt, enc_priority = self.encoder(
-            encoder_input, level, ramps.std_scale)  # (N, 3), (N, G), (N,)
-
-        # 7. predictor: attention across slots + GateL0RD per slot -> next-step slot states
-        pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
-                              state.hidden, state.traces, noisy, generator)
-        new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
-        # (B, O, 3), (B, O, G), (B, O)
-
-        # 8. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
-        #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
-        maps = self.decoder.place(new_position)  # (B, O, h, w)
-        both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
-        features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
-        mask_logits = self.decoder.masks(features[:b * o], level).view(b, o, h, w)
-        rgb_all = self.decoder.rgb(features, level).view(2, b, o, 3, h, w)
-        rgb_logits, appearance = rgb_all[0], rgb_all[1]  # (B, O, 3, H, W) each
-
-        # 9. composition: softmax masks over slots + background, colours, predicted next frame
-        new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
-        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
-        prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) + new_masks[:, o:] * background_shown
-        # (B, 3, H, W)
+        # 6-9. encoder, predictor, decoder and composite: fixed shapes, compiled by `compile_inference`
+        advance = self._advance
+        if self._compiled_advance is not None and not torch.is_grad_enabled() and not noisy:
+            advance = self._compiled_advance
+            masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()  # one graph per batch size
+        new = advance(frame, error, masks, position, gestalt, priority, prev_appearance, state.hidden,
+                      state.traces, background_logit, background_shown, ramps.std_scale, noisy, generator)
+        new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
+        new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
 
         # 10. visibility, activity and the object-permanence memory (what/where while visible)
         visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O)
@@ -276,18 +253,72 @@ class Loci(nn.Module):
             prediction=prediction, masks=new_masks,
             slot_rgb=torch.sigmoid(appearance + cfg.colour_bias),
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
-            snitch=pred["snitch"], encoded_position=enc_position.view(b, o, 3),
-            mask_logits=mask_logits, rgb_logits=rgb_logits, appearance_logits=appearance,
+            snitch=new["snitch"], encoded_position=new["encoded_position"],
+            appearance_logits=appearance,
             prev_appearance_logits=prev_appearance, memory_appearance_logits=memory_appearance,
             prev_position=position.detach(), activity=activity, error=error,
-            background=background_shown, gate_openings=pred["openings"])
+            background=background_shown, gate_openings=new["openings"])
 
         keep_graph = cfg.predictor.exact_bptt  # checking mode: hidden states keep their history
         new_state = LociState(
             position=new_position.detach(), gestalt=new_gestalt.detach(), priority=new_priority.detach(),
             activity=activity,
-            hidden=[hh if keep_graph else hh.detach() for hh in pred["hidden"]],
-            traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in pred["traces"]],
+            hidden=[hh if keep_graph else hh.detach() for hh in new["hidden"]],
+            traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in new["traces"]],
             prediction=prediction.detach(), masks=new_masks.detach(), appearance=appearance.detach(),
             memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1)
         return out, new_state
+
+    def _advance(self, frame, error, masks, position, gestalt, priority, prev_appearance, hidden, traces,
+                 background_logit, background_shown, std_scale: float, noisy: bool, generator) -> dict:
+        """Steps 6-9 of `step`, from the (re-)spawned slots to the predicted next frame. Every shape here is
+        fixed by the batch size, so it compiles to one graph (`compile_inference`)."""
+        cfg, level = self.cfg, self._level
+        b, o = frame.shape[0], self.num_slots
+        h, w = self.resolution
+
+        # 6. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
+        #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
+        #    the convolutions run fastest on), so the first convolution runs the shared ones once per frame
+        slot_masks = masks[:, :o]  # (B, O, H, W)
+        where = gaussian_maps(position.detach(), (h, w))  # (B, O, H, W)
+        where_others = others(prioritize(where, priority.detach()))  # (B, O, H, W)
+        per_slot = torch.cat([
+            slot_masks.unsqueeze(-1),
+            others(slot_masks).unsqueeze(-1),
+            prev_appearance.permute(0, 1, 3, 4, 2),
+            where.unsqueeze(-1),
+            where_others.unsqueeze(-1),
+        ], dim=-1)  # (B, O, H, W, 7): channels 4, 5, 7-9, 10, 11
+        per_frame = torch.cat([frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
+        encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
+                                     per_frame.contiguous(memory_format=torch.channels_last),
+                                     SLOT_INPUTS, FRAME_INPUTS)
+        enc_position, enc_gestalt, enc_priority = self.encoder(
+            encoder_input, level, std_scale)  # (N, 3), (N, G), (N,)
+
+        # 7. predictor: attention across slots + GateL0RD per slot -> next-step slot states
+        pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
+                              hidden, traces, noisy, generator)
+        new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
+        # (B, O, 3), (B, O, G), (B, O)
+
+        # 8. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
+        #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
+        maps = self.decoder.place(new_position)  # (B, O, h, w)
+        both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
+        features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
+        mask_logits = self.decoder.masks(features[:b * o], level).view(b, o, h, w)
+        rgb_all = self.decoder.rgb(features, level).view(2, b, o, 3, h, w)
+        rgb_logits, appearance = rgb_all[0], rgb_all[1]  # (B, O, 3, H, W) each
+
+        # 9. composition: softmax masks over slots + background, colours, predicted next frame
+        new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
+        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
+        prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) + new_masks[:, o:] * background_shown
+        # (B, 3, H, W)
+
+        return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
+                    prediction=prediction, appearance=appearance,
+                    encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"], openings=pred["openings"],
+                    hidden=pred["hidden"], traces=pred["traces"])

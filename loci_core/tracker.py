@@ -93,8 +93,11 @@ class OnlineTracker:
     def __init__(self, model, cfg, *, device: str | torch.device = "cpu",
                  background: np.ndarray | None = None, camera: ProjectiveCamera | PinholeCamera | None = None,
                  ground_height: float | None = None,
-                 visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0):
+                 visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0,
+                 compile_model: bool = False):
         self.model = model.to(device).eval()
+        if compile_model:  # Loci.compile_inference: the first frame then takes about a minute on a CPU
+            self.model.compile_inference()
         self.cfg = cfg
         self.device = torch.device(device)
         self.camera = camera

@@ -196,3 +196,20 @@ def test_label_image_checks_ids_and_shapes():
     e.id = 255
     with pytest.raises(ValueError, match="mono8"):
         label_image([e], (4, 5))
+
+
+@pytest.mark.slow
+def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint):
+    # compile_model runs the step through Loci.compile_inference; over a few frames (float rounding has no
+    # time to change a tracking decision) the entities are the eager tracker's
+    eager = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE)
+    compiled = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE,
+                                             compile_model=True)
+    assert compiled.model._compiled_advance is not None and eager.model._compiled_advance is None
+    for t in range(4):
+        a, b = eager.step(scene(t)), compiled.step(scene(t))
+        assert [e.id for e in a] == [e.id for e in b]
+        for x, y in zip(a, b):
+            assert np.allclose(x.position_px, y.position_px, atol=1e-2)
+            assert np.allclose(x.gestalt, y.gestalt, atol=1e-4)
+            assert (x.mask != y.mask).mean() < 1e-3

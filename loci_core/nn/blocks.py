@@ -228,7 +228,7 @@ def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:
     layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of 4-element runs). Level-1
     sizes only: the index of a level-2 output would take tens of MB."""
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-    if torch.is_grad_enabled() or not dense or x.numel() > GATHER_LIMIT:
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or not dense or x.numel() > GATHER_LIMIT:
         return F.pixel_shuffle(x, 4)
     key = (x.shape, x.stride(), x.device)
     index = _shuffle_index.get(key)

@@ -1,0 +1,69 @@
+"""`Loci.compile_inference`: the middle of the step (encoder input to composite) compiled by TorchInductor.
+It must compute the eager step's function, run only where no gradient is recorded, and use the weights the
+model has now, not the ones it had when it was compiled."""
+
+import copy
+
+import pytest
+import torch
+from test_inference_path import FIELDS, clip, open_model
+from torch._dynamo.utils import counters
+
+from loci_core.schedules import Ramps
+
+
+def graphs_compiled() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+def assert_steps_agree(compiled, eager, frames, background, atol=1e-4):
+    """Both models step from the same state at every frame (so float differences cannot grow into other
+    tracking decisions); outputs and returned states must agree."""
+    state = eager.initial_state(frames.shape[1])
+    for t, frame in enumerate(frames):
+        out_c, state_c = compiled.step(frame, state, background)
+        out_e, state_e = eager.step(frame, state, background)
+        for f in FIELDS:
+            assert torch.allclose(getattr(out_c, f), getattr(out_e, f), atol=atol, rtol=1e-4), f"{f}, step {t}"
+        for c, e in zip(state_c.hidden, state_e.hidden):
+            assert torch.allclose(c, e, atol=atol, rtol=1e-4), f"hidden state, step {t}"
+        state = state_e
+
+
+@pytest.mark.slow
+def test_compiled_step_is_the_eager_step_and_follows_the_weights():
+    model = open_model(3)
+    eager = copy.deepcopy(model)
+    model.compile_inference()
+    frames, background = clip(3, steps=4)
+
+    before = graphs_compiled()
+    with torch.inference_mode():
+        assert_steps_agree(model, eager, frames, background)
+    assert graphs_compiled() > before  # the compiled graph ran, not the eager fallback
+
+    # weights changed after compiling (as `load_state_dict` or an optimiser would) are the ones used
+    with torch.no_grad():
+        for m in (model, eager):
+            m.decoder.rgb_head.level1.up.bias.add_(0.3)
+            m.encoder.level1.scale.alpha.mul_(-1.0)
+    compiled_so_far = graphs_compiled()
+    with torch.inference_mode():
+        assert_steps_agree(model, eager, frames, background)
+    assert graphs_compiled() == compiled_so_far  # same graph, new weights
+
+
+@pytest.mark.slow
+def test_training_steps_stay_eager():
+    model = open_model(4)
+    model.compile_inference()
+    frames, background = clip(4, steps=2)
+    before = graphs_compiled()
+    model.train()
+    out, state = model.step(frames[0], model.initial_state(2), background, Ramps.full(), torch.Generator())
+    out.prediction.square().mean().backward()
+    assert model.decoder.rgb_head.level1.up.weight.grad is not None
+    model.eval()  # eval, but with gradients recorded: also eager
+    out, _ = model.step(frames[1], state, background)
+    assert out.prediction.requires_grad
+    assert graphs_compiled() == before
