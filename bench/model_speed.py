@@ -7,11 +7,12 @@
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
 `loci eval` runs it), in inference mode, in 5 blocks of 10 steps (3 at B=16); both report ms per frame as the median
-block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time its first steps
-took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are counted with torch.utils.flop_counter (convolutions and
-matrix products; element-wise work is not counted), and the achieved FLOP/s of the best block is compared
-with this machine's fp32 peak measured in the same run, also the best of its repetitions (the better of a
-large matmul and a large 3x3 convolution): like with like, on VMs whose speed changes from second to second.
+block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time its first
+steps took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are counted
+with torch.utils.flop_counter (convolutions and matrix products; element-wise work is not counted), and
+the achieved FLOP/s of the best block is compared with this machine's fp32 peak measured in the same run,
+also the best of its repetitions (the better of a large matmul and a large 3x3 convolution): like with
+like, on VMs whose speed changes from second to second.
 Prints a Markdown table and writes JSON to bench/results/model_speed.json.
 """
 
