@@ -229,7 +229,8 @@ class Loci(nn.Module):
         advance = self._advance
         if self._compiled_advance is not None and not torch.is_grad_enabled() and not noisy:
             advance = self._compiled_advance
-            masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()  # one graph per batch size
+            # fixed strides: each new layout of an input would compile another graph
+            masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()
         new = advance(frame, error, masks, position, gestalt, priority, prev_appearance, state.hidden,
                       state.traces, background_logit, background_shown, ramps.std_scale, noisy, generator)
         new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]

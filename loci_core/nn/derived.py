@@ -20,7 +20,7 @@ from torch import nn
 def derived(owner: nn.Module, name: str, compute: Callable[[], object], *sources: torch.Tensor):
     """compute(), or the value it gave for the same `sources` (same tensors, same versions) when no
     gradient is being recorded. The value lives on `owner`, outside its state dict."""
-    if torch.is_grad_enabled() or torch.compiler.is_compiling():  # a compiled graph folds it in itself
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():  # in a compiled graph it is part of the graph
         return compute()
     key = (torch.is_inference_mode_enabled(),) + tuple((id(t), t.data_ptr(), t._version) for t in sources)
     cache = owner.__dict__.setdefault("_derived", {})
