@@ -177,7 +177,7 @@ class Loci(nn.Module):
         seconds once TorchInductor's on-disk cache has it). Parameters stay inputs of the graph, so later
         weight changes are used. Needs a C++ compiler. Outputs agree with the eager step to float rounding;
         tracked over hundreds of frames, the two drift apart as any two summation orders do. On a CPU it pays
-        at level 1 (1.2-1.4x per step); at level 2 the compiled step ran 1.8x slower (bench/README.md)."""
+        at level 1 (1.2-1.3x per step); at level 2 the compiled step ran 1.8x slower (bench/README.md)."""
         self._compiled_advance = torch.compile(self._advance, dynamic=False, fullgraph=True)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
