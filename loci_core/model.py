@@ -25,6 +25,8 @@ Deliberate differences from the original code, all allowed by the paper's descri
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -175,9 +177,14 @@ class Loci(nn.Module):
 
         One graph per batch size, compiled on its first step (about a minute on a 2-core CPU the first time,
         seconds once TorchInductor's on-disk cache has it). Parameters stay inputs of the graph, so later
-        weight changes are used. Needs a C++ compiler. Outputs agree with the eager step to float rounding;
+        weight changes are used. Needs a C++ compiler on the CPU. Outputs agree with the eager step to float rounding;
         tracked over hundreds of frames, the two drift apart as any two summation orders do. On a CPU it pays
         at level 1 (1.2-1.3x per step); at level 2 the compiled step ran 1.8x slower (bench/README.md)."""
+        on_cpu = self.slot_init.size.device.type == "cpu"
+        compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
+        if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
+            raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
+                               "none found (set CXX, or put g++ or clang++ on PATH)")
         self._compiled_advance = torch.compile(self._advance, dynamic=False, fullgraph=True)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,

@@ -67,3 +67,12 @@ def test_training_steps_stay_eager():
     out, _ = model.step(frames[1], state, background)
     assert out.prediction.requires_grad
     assert graphs_compiled() == before
+
+
+def test_without_a_cpp_compiler_compiling_fails_at_once_and_says_why(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    model = open_model(5)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        model.compile_inference()
+    assert model._compiled_advance is None
