@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,17 +58,6 @@ def record_kernels(run) -> list[tuple]:
     return calls
 
 
-def best_seconds(func, args, kwargs, repeats: int) -> float:
-    for _ in range(3):
-        func(*args, **kwargs)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def describe(func, args) -> str:
     import torch
 
@@ -81,7 +71,7 @@ def describe(func, args) -> str:
 
 def measure(config: str, level: int, batch: int, repeats: int) -> dict:
     import torch
-    from model_speed import CONFIGS
+    from model_speed import CONFIGS, _best_rate
 
     from loci_core.config import load_config
     from loci_core.model import Loci
@@ -105,8 +95,9 @@ def measure(config: str, level: int, batch: int, repeats: int) -> dict:
             start = time.perf_counter()
             _, step_state = model.step(frames[4 + t], step_state, background)
             step_seconds = min(step_seconds, time.perf_counter() - start)
-        timed = [(describe(func, args), flops, best_seconds(func, args, kwargs, repeats))
-                 for func, args, kwargs, flops in calls]
+        cpu = torch.device("cpu")
+        timed = [(describe(func, args), flops, 1 / _best_rate(partial(func, *args, **kwargs), 1.0, cpu, repeats))
+                 for func, args, kwargs, flops in calls]  # best of `repeats` calls after 3 warm-ups
     per_kind = defaultdict(lambda: [0, 0.0, 0])  # description -> calls, seconds, flops
     for name, flops, seconds in timed:
         entry = per_kind[name]

@@ -25,6 +25,7 @@ Deliberate differences from the original code, all allowed by the paper's descri
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -185,7 +186,8 @@ class Loci(nn.Module):
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
             raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
                                "none found (set CXX, or put g++ or clang++ on PATH)")
-        self._compiled_advance = torch.compile(self._advance, dynamic=False, fullgraph=True)
+        # the function, not this model's bound method: a copy of the model must run its own weights
+        self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
              ramps: Ramps | None = None, generator: torch.Generator | None = None):
@@ -235,7 +237,7 @@ class Loci(nn.Module):
         # 6-9. encoder, predictor, decoder and composite: fixed shapes, compiled by `compile_inference`
         advance = self._advance
         if self._compiled_advance is not None and not torch.is_grad_enabled() and not noisy:
-            advance = self._compiled_advance
+            advance = functools.partial(self._compiled_advance, self)
             # fixed strides: each new layout of an input would compile another graph
             masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()
         new = advance(frame, error, masks, position, gestalt, priority, prev_appearance, state.hidden,

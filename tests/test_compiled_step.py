@@ -52,6 +52,14 @@ def test_compiled_step_is_the_eager_step_and_follows_the_weights():
         assert_steps_agree(model, eager, frames, background)
     assert graphs_compiled() == compiled_so_far  # same graph, new weights
 
+    # a copy of the compiled model runs its own weights, not the original's
+    copy_c, copy_e = copy.deepcopy(model), copy.deepcopy(eager)
+    with torch.no_grad():
+        for m in (copy_c, copy_e):
+            m.decoder.mask_head.level1.up.bias.add_(1.0)
+    with torch.inference_mode():
+        assert_steps_agree(copy_c, copy_e, frames, background)
+
 
 @pytest.mark.slow
 def test_training_steps_stay_eager():
