@@ -103,7 +103,7 @@ class Loci(nn.Module):
         self.predictor = Predictor(cfg)
         self.decoder = Decoder(cfg)
         self.background_mask = BackgroundMask(cfg.input_size, cfg.background_mask_init)
-        self._compiled_advance = None  # set by compile_inference
+        self._compiled_advance = self._compiled_respawn = None  # set by compile_inference
 
     # ------------------------------------------------------------------ properties
     @property
@@ -173,11 +173,12 @@ class Loci(nn.Module):
 
     # ------------------------------------------------------------------ the step
     def compile_inference(self) -> None:
-        """Compile the fixed-shape middle of `step` (encoder input to composite, `_advance`) with TorchInductor
-        for steps without gradients or noise (tracking, evaluation); training and noisy steps stay eager.
+        """Compile the re-spawn (`_respawn`) and the fixed-shape middle of `step` (encoder input to composite,
+        `_advance`) with TorchInductor for steps without gradients or noise (tracking, evaluation); training and
+        noisy steps stay eager.
 
-        One graph per batch size, compiled on its first step (about a minute on a 2-core CPU the first time,
-        seconds once TorchInductor's on-disk cache has it). Parameters stay inputs of the graph, so later
+        Two graphs per batch size, compiled on their first steps (about a minute on a 2-core CPU the first time,
+        seconds once TorchInductor's on-disk cache has them). Parameters stay inputs of the graphs, so later
         weight changes are used. Needs a C++ compiler on the CPU. Outputs agree with the eager step to float rounding;
         tracked over hundreds of frames, the two drift apart as any two summation orders do. On a CPU it pays
         at level 1 (1.2-1.3x per step); at level 2 the compiled step ran 1.8x slower (bench/README.md)."""
@@ -186,8 +187,15 @@ class Loci(nn.Module):
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
             raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
                                "none found (set CXX, or put g++ or clang++ on PATH)")
-        # the function, not this model's bound method: a copy of the model must run its own weights
-        self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True)
+        # A C++ wrapper calls the kernels (not Python), and no guards are checked on the modules' attributes at each
+        # call: a third of the checking time, 0.4 ms of a 15 ms step, together 1.1x faster. What those guards
+        # would catch cannot change here: level, batch size and device show in the frame's shape and device (still
+        # guarded), the configuration is fixed at construction, the compiled graphs only run in eval mode, and
+        # the weights are read from the model at each call.
+        options = {"cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+        # the functions, not this model's bound methods: a copy of the model must run its own weights
+        self._compiled_respawn = torch.compile(Loci._respawn, dynamic=False, fullgraph=True, options=options)
+        self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
              ramps: Ramps | None = None, generator: torch.Generator | None = None):
@@ -200,6 +208,7 @@ class Loci(nn.Module):
         cfg, level = self.cfg, self._level
         ramps = ramps or Ramps.full()
         noisy = self.training or cfg.noise_in_eval
+        compiled_ok = self._compiled_advance is not None and not noisy and not torch.is_grad_enabled()
         b, o = frame.shape[0], self.num_slots
         h, w = self.resolution
 
@@ -211,10 +220,19 @@ class Loci(nn.Module):
         with torch.no_grad():
             error = error_map(frame, state.prediction, background)  # (B, 1, H, W)
 
-        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence
-        position, gestalt, priority, active = self.slot_init(
-            state.position, state.gestalt, state.priority, state.activity, error, noisy, generator)
-        # position (B, O, 3), gestalt (B, O, G), priority (B, O), active (B, O)
+        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its
+        #    un-occluded appearance (RGB logits of the current state: carried for active slots, decoded for fresh)
+        active = state.activity > cfg.slots.activity_threshold  # (B, O)
+        if state.appearance is not None and not noisy and bool(active.all()):  # nothing to re-spawn
+            position, gestalt, priority = state.position, state.gestalt, state.priority
+            prev_appearance = state.appearance
+        else:
+            respawn = self._respawn
+            if compiled_ok and state.appearance is not None:
+                respawn = functools.partial(self._compiled_respawn, self)
+            position, gestalt, priority, prev_appearance = respawn(
+                state.position, state.gestalt, state.priority, active, state.appearance, error, noisy, generator)
+        # position (B, O, 3), gestalt (B, O, G), priority (B, O), prev_appearance (B, O, 3, H, W)
 
         # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
         masks = state.masks
@@ -223,20 +241,9 @@ class Loci(nn.Module):
             masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
         masks = masks.detach()  # (B, O+1, H, W)
 
-        # 5. previous appearance: un-occluded RGB logits of the current state (B, O, 3, H, W);
-        #    carried from the last call for active slots, decoded afresh for re-spawned ones
-        if state.appearance is None:
-            prev_appearance = self._appearance(position, gestalt)
-        elif bool(active.all()):
-            prev_appearance = state.appearance
-        else:
-            fresh = (~active).nonzero(as_tuple=True)
-            decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
-            prev_appearance = state.appearance.index_put(fresh, decoded)
-
-        # 6-9. encoder, predictor, decoder and composite: fixed shapes, compiled by `compile_inference`
+        # 5-8. encoder, predictor, decoder and composite: fixed shapes, compiled by `compile_inference`
         advance = self._advance
-        if self._compiled_advance is not None and not torch.is_grad_enabled() and not noisy:
+        if compiled_ok:
             advance = functools.partial(self._compiled_advance, self)
             # fixed strides: each new layout of an input would compile another graph
             masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()
@@ -245,7 +252,7 @@ class Loci(nn.Module):
         new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
         new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
 
-        # 10. visibility, activity and the object-permanence memory (what/where while visible)
+        # 9. visibility, activity and the object-permanence memory (what/where while visible)
         visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O)
         activity = torch.maximum(state.activity, visibility)
         v = visibility.unsqueeze(-1)
@@ -280,15 +287,32 @@ class Loci(nn.Module):
             memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1)
         return out, new_state
 
+    def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):
+        """Step 3 of `step`: the carried slot states with every inactive slot re-spawned, and the un-occluded
+        appearance of the result (None = a sequence's first call: decode all). Eager, only the re-spawned slots
+        are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and the carried
+        appearance is kept for the active ones."""
+        position, gestalt, priority = self.slot_init(position, gestalt, priority, active, error, noisy, generator)
+        if appearance is None:
+            return position, gestalt, priority, self._appearance(position, gestalt)
+        if torch.compiler.is_compiling():
+            decoded = self._appearance(position, gestalt)
+            return position, gestalt, priority, torch.where(active[..., None, None, None], appearance, decoded)
+        if bool(active.all()):  # in train mode slots are spawned (drawing noise) even when none re-spawns
+            return position, gestalt, priority, appearance
+        fresh = (~active).nonzero(as_tuple=True)
+        decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
+        return position, gestalt, priority, appearance.index_put(fresh, decoded)
+
     def _advance(self, frame, error, masks, position, gestalt, priority, prev_appearance, hidden, traces,
                  background_logit, background_shown, std_scale: float, noisy: bool, generator) -> dict:
-        """Steps 6-9 of `step`, from the (re-)spawned slots to the predicted next frame. Every shape here is
+        """Steps 5-8 of `step`, from the (re-)spawned slots to the predicted next frame. Every shape here is
         fixed by the batch size, so it compiles to one graph (`compile_inference`)."""
         cfg, level = self.cfg, self._level
         b, o = frame.shape[0], self.num_slots
         h, w = self.resolution
 
-        # 6. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
+        # 5. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
         #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
         #    the convolutions run fastest on), so the first convolution runs the shared ones once per frame
         slot_masks = masks[:, :o]  # (B, O, H, W)
@@ -308,13 +332,13 @@ class Loci(nn.Module):
         enc_position, enc_gestalt, enc_priority = self.encoder(
             encoder_input, level, std_scale)  # (N, 3), (N, G), (N,)
 
-        # 7. predictor: attention across slots + GateL0RD per slot -> next-step slot states
+        # 6. predictor: attention across slots + GateL0RD per slot -> next-step slot states
         pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
                               hidden, traces, noisy, generator)
         new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
         # (B, O, 3), (B, O, G), (B, O)
 
-        # 8. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
+        # 7. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
         #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
         maps = self.decoder.place(new_position)  # (B, O, h, w)
         both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
@@ -323,7 +347,7 @@ class Loci(nn.Module):
         rgb_all = self.decoder.rgb(features, level).view(2, b, o, 3, h, w)
         rgb_logits, appearance = rgb_all[0], rgb_all[1]  # (B, O, 3, H, W) each
 
-        # 9. composition: softmax masks over slots + background, colours, predicted next frame
+        # 8. composition: softmax masks over slots + background, colours, predicted next frame
         new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
         colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
         prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) + new_masks[:, o:] * background_shown

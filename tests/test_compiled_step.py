@@ -1,8 +1,9 @@
-"""`Loci.compile_inference`: the middle of the step (encoder input to composite) compiled by TorchInductor.
-It must compute the eager step's function, run only where no gradient is recorded, and use the weights the
-model has now, not the ones it had when it was compiled."""
+"""`Loci.compile_inference`: the re-spawn and the middle of the step (encoder input to composite) compiled by
+TorchInductor. It must compute the eager step's function, run only where no gradient is recorded, and use the
+weights the model has now, not the ones it had when it was compiled."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -16,11 +17,23 @@ def graphs_compiled() -> int:
     return counters["stats"]["unique_graphs"]
 
 
+def active_slots(t: int, batch: int, slots: int) -> torch.Tensor:
+    """Which slots count as active before step t: none (steps 0-1: a sequence's first call, then every slot
+    re-spawned), some (step 2: the compiled re-spawn decodes all, the eager one only the fresh), all (step 3:
+    nothing re-spawned)."""
+    active = torch.zeros(batch, slots, dtype=torch.bool)
+    if t == 2:
+        active[0, ::2] = True
+        active[1:] = True
+    return active | (t >= 3)
+
+
 def assert_steps_agree(compiled, eager, frames, background, atol=1e-4):
     """Both models step from the same state at every frame (so float differences cannot grow into other
-    tracking decisions); outputs and returned states must agree."""
+    tracking decisions), with the slots' activity set by `active_slots`; outputs and returned states must agree."""
     state = eager.initial_state(frames.shape[1])
     for t, frame in enumerate(frames):
+        state = dataclasses.replace(state, activity=active_slots(t, *state.activity.shape).float())
         out_c, state_c = compiled.step(frame, state, background)
         out_e, state_e = eager.step(frame, state, background)
         for f in FIELDS:
@@ -40,7 +53,7 @@ def test_compiled_step_is_the_eager_step_and_follows_the_weights():
     before = graphs_compiled()
     with torch.inference_mode():
         assert_steps_agree(model, eager, frames, background)
-    assert graphs_compiled() > before  # the compiled graph ran, not the eager fallback
+    assert graphs_compiled() == before + 2  # the compiled re-spawn and middle ran, not the eager fallbacks
 
     # weights changed after compiling (as `load_state_dict` or an optimiser would) are the ones used
     with torch.no_grad():

@@ -111,18 +111,17 @@ def test_eval_spawning_picks_each_slots_candidate_with_the_most_error(batch):
     error = torch.rand(batch, 1, 60, 80, generator=g) ** 8  # a few bright spots
     o = model.num_slots
     state = model.initial_state(batch)
+    none_active = torch.zeros(batch, o, dtype=torch.bool)
     with torch.inference_mode():
         for _ in range(2):  # the second call reuses the kept candidate blobs
-            position, _, _, active = init(state.position, state.gestalt, state.priority, state.activity, error, False)
-    assert not active.any()
+            position, _, _ = init(state.position, state.gestalt, state.priority, none_active, error, False)
     # reference: each candidate's size-0 Gaussian map over the error, the best candidate per slot
     blobs = torch.cat([init.fixed_candidates, torch.zeros(o, init.candidates, 1)], -1)  # (O, K, 3)
     score = torch.einsum("okhw,bhw->bok", gaussian_maps(blobs, (60, 80)), error[:, 0])
     best = init.fixed_candidates[torch.arange(o), score.argmax(-1)]  # (B, O, 2)
     assert torch.equal(position[..., :2], best)
     # every slot active: the carried state comes back as it was
-    busy = state.activity + 1.0
     carried = torch.randn(batch, o, 3), torch.randn(batch, o, model.gestalt_size), torch.randn(batch, o)
     with torch.inference_mode():
-        out = init(*carried, busy, error, False)
-    assert all(torch.equal(a, b) for a, b in zip(out[:3], carried)) and out[3].all()
+        out = init(*carried, ~none_active, error, False)
+    assert all(torch.equal(a, b) for a, b in zip(out, carried))

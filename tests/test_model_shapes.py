@@ -137,10 +137,9 @@ def test_modules_at_both_levels(tiny_cfg, level, batch):
                            state.hidden, state.traces, noisy=True)
     assert pred["position"].shape == (batch, o, 3) and pred["gestalt"].shape == (batch, o, g)
     assert pred["priority"].shape == (batch, o) and pred["snitch"].shape == (batch, 2)
-    p, gg, r, active = model.slot_init(state.position, state.gestalt, state.priority, state.activity,
-                                       torch.rand(batch, 1, h, w), sample=True)
+    p, gg, r = model.slot_init(state.position, state.gestalt, state.priority, torch.zeros(batch, o, dtype=bool),
+                               torch.rand(batch, 1, h, w), sample=True)
     assert p.shape == (batch, o, 3) and gg.shape == (batch, o, g) and r.shape == (batch, o)
-    assert not active.any()
     assert model.background_mask((h, w)).shape == (1, 1, h, w)
 
 

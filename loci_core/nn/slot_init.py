@@ -29,7 +29,7 @@ class SlotInitialiser(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         s = cfg.slots
-        self.threshold, self.candidates = s.activity_threshold, s.spawn_candidates
+        self.candidates = s.spawn_candidates
         self.gestalt_mean = nn.Parameter(torch.zeros(cfg.gestalt_size))
         self.gestalt_std = nn.Parameter(torch.ones(cfg.gestalt_size))
         self.size = nn.Parameter(torch.zeros(()))
@@ -41,14 +41,11 @@ class SlotInitialiser(nn.Module):
         self.register_buffer("fixed_candidates", fixed.view(cfg.num_slots, s.spawn_candidates, 2),
                              persistent=False)
 
-    def forward(self, position, gestalt, priority, activity, error, sample: bool,
+    def forward(self, position, gestalt, priority, active, error, sample: bool,
                 generator: torch.Generator | None = None):
-        """Carried state (B, O, 3) / (B, O, G) / (B, O), activity (B, O), error (B, 1, H, W)
-        -> position, gestalt, priority with inactive slots re-spawned, and active (B, O) bool."""
-        b, o = activity.shape
-        active = activity > self.threshold
-        if not sample and bool(active.all()):  # nothing to re-spawn (42 % of CATER tracking steps)
-            return position, gestalt, priority, active
+        """Carried state (B, O, 3) / (B, O, G) / (B, O), active (B, O) bool, error (B, 1, H, W)
+        -> position, gestalt, priority with every inactive slot re-spawned."""
+        b, o = active.shape
         device = error.device
 
         eps = torch.randn(b, o, self.gestalt_mean.shape[0], generator=generator, device=device) \
@@ -74,7 +71,7 @@ class SlotInitialiser(nn.Module):
         position = torch.where(keep, position, new_position)
         gestalt = torch.where(keep, gestalt, new_gestalt)
         priority = torch.where(active, priority, self.default_priority.expand(b, o))
-        return position, gestalt, priority, active
+        return position, gestalt, priority
 
 
 def _blob_factors(candidates: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
