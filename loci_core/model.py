@@ -35,7 +35,7 @@ from torch import nn
 
 from .config import ModelConfig, resolution_at
 from .nn.background import BackgroundMask
-from .nn.blocks import GroupedInput
+from .nn.blocks import GroupedInput, cells_to_image, image_to_cells
 from .nn.decoder import Decoder
 from .nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from .nn.gaussian import gaussian_maps, others, prioritize
@@ -187,12 +187,8 @@ class Loci(nn.Module):
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
             raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
                                "none found (set CXX, or put g++ or clang++ on PATH)")
-        # A C++ wrapper calls the kernels (not Python), and no guards are checked on the modules' attributes at each
-        # call: a third of the checking time, 0.4 ms of a 15 ms step, together 1.1x faster. What those guards
-        # would catch cannot change here: level, batch size and device show in the frame's shape and device (still
-        # guarded), the configuration is fixed at construction, the compiled graphs only run in eval mode, and
-        # the weights are read from the model at each call.
-        options = {"cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+        # kernels called from C++, not Python: 1.05x per step (bench/README.md)
+        options = {"cpp_wrapper": True}
         # the functions, not this model's bound methods: a copy of the model must run its own weights
         self._compiled_respawn = torch.compile(Loci._respawn, dynamic=False, fullgraph=True, options=options)
         self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
@@ -343,15 +339,19 @@ class Loci(nn.Module):
         maps = self.decoder.place(new_position)  # (B, O, h, w)
         both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
         features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
-        mask_logits = self.decoder.masks(features[:b * o], level).view(b, o, h, w)
-        rgb_all = self.decoder.rgb(features, level).view(2, b, o, 3, h, w)
-        rgb_logits, appearance = rgb_all[0], rgb_all[1]  # (B, O, 3, H, W) each
+        cells = (h // 4, w // 4)  # the heads compute by 4x4 cells (blocks.cells_to_image), so does the composite
+        mask_logits = self.decoder.mask_cells(features[:b * o], level).view(b, o, *cells, 16)
+        rgb_logits, appearance = self.decoder.rgb_cells(features, level).view(2, b, o, *cells, 3, 16)
+        # (B, O, h4, w4, 3, 16) each
 
         # 8. composition: softmax masks over slots + background, colours, predicted next frame
-        new_masks = torch.softmax(torch.cat([mask_logits, background_logit], 1), 1)  # (B, O+1, H, W)
-        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
-        prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) + new_masks[:, o:] * background_shown
-        # (B, 3, H, W)
+        new_masks = torch.softmax(torch.cat([mask_logits, image_to_cells(background_logit)[..., 0, :]
+                                             .unsqueeze(1)], 1), 1)  # (B, O+1, h4, w4, 16)
+        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, h4, w4, 3, 16)
+        prediction = (new_masks[:, :o].unsqueeze(-2) * colours).sum(1) \
+            + new_masks[:, o].unsqueeze(-2) * image_to_cells(background_shown)  # (B, h4, w4, 3, 16)
+        new_masks = cells_to_image(new_masks.unsqueeze(-2)).squeeze(-3)  # (B, O+1, H, W)
+        prediction, appearance = cells_to_image(prediction), cells_to_image(appearance)  # (B, 3, H, W), (B, O, 3, H, W)
 
         return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
                     prediction=prediction, appearance=appearance,

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 
 from loci_core.config import load_config
 from loci_core.model import Loci
-from loci_core.nn.blocks import AggressiveConvTo1x1, ResidualBlock, channel_skip, pixel_shuffle4
+from loci_core.nn.blocks import (
+    AggressiveConvTo1x1,
+    ResidualBlock,
+    cells_to_image,
+    channel_skip,
+    image_to_cells,
+    pixel_shuffle4,
+)
 from loci_core.nn.gaussian import gaussian_maps
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
@@ -90,6 +97,18 @@ def test_gathered_pixel_shuffle_equals_the_shuffle():
     with torch.inference_mode():
         for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, 1:], x[1:]):
             assert torch.equal(pixel_shuffle4(t), F.pixel_shuffle(t, 4))
+
+
+def test_cells_hold_each_4x4_block_of_pixels():
+    image = torch.randn(2, 3, 8, 12)
+    cells = image_to_cells(image)  # (N, h, w, C, 16)
+    assert cells.shape == (2, 2, 3, 3, 16)
+    for i, j, a, b in ((0, 0, 0, 0), (1, 2, 3, 1), (1, 0, 2, 3)):
+        assert torch.equal(cells[:, i, j, :, 4 * a + b], image[:, :, 4 * i + a, 4 * j + b])
+    for mode in (torch.enable_grad, torch.inference_mode):  # the shuffle and the gathered shuffle
+        with mode():
+            assert torch.equal(cells_to_image(cells), image)
+            assert torch.equal(cells_to_image(cells.unsqueeze(0)), image.unsqueeze(0))  # leading dims kept
 
 
 def test_blocks_on_1x1_maps_run_as_linear_layers():

@@ -214,13 +214,31 @@ class AggressiveUpConv(nn.Module):
         alpha = self.scale.alpha
         return subpixel_weight(self.up.weight) * alpha, (self.up.bias * alpha).repeat_interleave(16)
 
-    def forward(self, x):
-        n, _, h, w = x.shape
+    def cells(self, x):
+        """x (N, cin, h, w) -> the output by 4x4 cells, (N, h, w, cout, 16) (see `cells_to_image`)."""
         y = F.relu(self.conv(F.relu(x)))
         weight, bias = derived(self, "subpixel", self._subpixel, self.up.weight, self.up.bias, self.scale.alpha)
-        out = F.conv2d(y, weight, bias, padding=1)  # (N, cout*16, h, w)
-        out = out.view(n, self.cout, 16, h, w) + channel_skip(x, self.cout).unsqueeze(2)
-        return pixel_shuffle4(out.view(n, self.cout * 16, h, w))
+        out = F.conv2d(y, weight, bias, padding=1).permute(0, 2, 3, 1).unflatten(-1, (self.cout, 16))
+        return out + channel_skip(x, self.cout).permute(0, 2, 3, 1).unsqueeze(-1)
+
+    def forward(self, x):
+        return cells_to_image(self.cells(x))
+
+
+def cells_to_image(cells: torch.Tensor) -> torch.Tensor:
+    """(..., h, w, C, 16) -> (..., C, 4h, 4w): entry [i, j, c, 4a + b] is pixel (4i + a, 4j + b) of channel c.
+    The up-convolutions compute their output in this layout (the memory order of a channels-last convolution's
+    output), then shuffle its pixels; element-wise work on their outputs is done before that shuffle: in the
+    image layout each pixel's inputs are gathered from strided places, which compiled loops do not vectorise."""
+    *lead, h, w, c, _ = cells.shape
+    flat = cells.reshape(-1, h, w, c * 16).permute(0, 3, 1, 2)  # (M, C*16, h, w), channels-last
+    return pixel_shuffle4(flat).view(*lead, c, 4 * h, 4 * w)
+
+
+def image_to_cells(image: torch.Tensor) -> torch.Tensor:
+    """(N, C, 4h, 4w) -> (N, h, w, C, 16), the inverse of `cells_to_image`."""
+    c = image.shape[1]
+    return F.pixel_unshuffle(image, 4).permute(0, 2, 3, 1).unflatten(-1, (c, 16))
 
 
 def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:

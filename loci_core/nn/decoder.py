@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import AggressiveUpConv, ResidualBlock, Scale, channel_skip
+from .blocks import AggressiveUpConv, ResidualBlock, Scale, cells_to_image, channel_skip
 from .gaussian import gaussian_maps, prioritize
 
 
 class _Level2Refinement(nn.Module):
-    """out = nearest4(level1_out) + alpha * [RB, RB, UpConv C->e*k, UpConv e*k->k](features)."""
+    """out = nearest4(level1_out) + alpha * [RB, RB, UpConv C->e*k, UpConv e*k->k](features), by 4x4 cells (in
+    which the nearest upsampling is a broadcast over each cell)."""
 
     def __init__(self, channels: int, out: int, expansion: int, alpha: float):
         super().__init__()
@@ -32,8 +33,10 @@ class _Level2Refinement(nn.Module):
                                     AggressiveUpConv(expansion * out, out, 1.0))
         self.scale = Scale(alpha)
 
-    def forward(self, level1_out, features):
-        return F.interpolate(level1_out, scale_factor=4, mode="nearest") + self.scale(self.branch(features))
+    def cells(self, level1_out, features):
+        """level1_out (N, k, h, w), features (N, C, h/4, w/4) -> (N, h, w, k, 16)."""
+        nearest = level1_out.permute(0, 2, 3, 1).unsqueeze(-1)
+        return nearest + self.scale(self.branch[-1].cells(self.branch[:-1](features)))
 
 
 class _Head(nn.Module):
@@ -45,11 +48,16 @@ class _Head(nn.Module):
         if cfg.max_level >= 2:
             self.level2 = _Level2Refinement(c, out, cfg.decoder.level2_expansion, cfg.up_branch_init)
 
+    def cells(self, features, level: int):
+        """features (N, C, h, w) -> the output by 4x4 cells, (N, h * 4**(level-1), w * 4**(level-1), out, 16)."""
+        f = self.block(features)
+        if level == 1:
+            return self.level1.cells(f)
+        return self.level2.cells(self.level1(f), f)
+
     def forward(self, features, level: int):
         """features (N, C, h, w) -> (N, out, h * 4**level, w * 4**level)."""
-        f = self.block(features)
-        out = self.level1(f)
-        return self.level2(out, f) if level == 2 else out
+        return cells_to_image(self.cells(features, level))
 
 
 class Decoder(nn.Module):
@@ -92,6 +100,12 @@ class Decoder(nn.Module):
 
     def rgb(self, features, level: int) -> torch.Tensor:
         return self.rgb_head(features, level)  # (N, 3, H, W)
+
+    def mask_cells(self, features, level: int) -> torch.Tensor:
+        return self.mask_head.cells(features, level)[..., 0, :]  # (N, H/4, W/4, 16), see blocks.cells_to_image
+
+    def rgb_cells(self, features, level: int) -> torch.Tensor:
+        return self.rgb_head.cells(features, level)  # (N, H/4, W/4, 3, 16)
 
     def forward(self, position, gestalt, priority=None, level: int = 1):
         """-> mask logits (B, O, H, W), RGB logits (B, O, 3, H, W)."""
