@@ -103,7 +103,7 @@ class Loci(nn.Module):
         self.predictor = Predictor(cfg)
         self.decoder = Decoder(cfg)
         self.background_mask = BackgroundMask(cfg.input_size, cfg.background_mask_init)
-        self._compiled_advance = self._compiled_respawn = None  # set by compile_inference
+        self._compiled_advance = None  # set by compile_inference
 
     # ------------------------------------------------------------------ properties
     @property
@@ -189,8 +189,7 @@ class Loci(nn.Module):
                                "none found (set CXX, or put g++ or clang++ on PATH)")
         # kernels called from C++, not Python: 1.05x per step (bench/README.md)
         options = {"cpp_wrapper": True}
-        # the functions, not this model's bound methods: a copy of the model must run its own weights
-        self._compiled_respawn = torch.compile(Loci._respawn, dynamic=False, fullgraph=True, options=options)
+        # the function, not this model's bound method: a copy of the model must run its own weights
         self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
@@ -201,7 +200,7 @@ class Loci(nn.Module):
         `ramps` are the training schedules (None = fully ramped, for trained models); `generator`
         drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval)."""
         self._check_inputs(frame, state, background)
-        cfg, level = self.cfg, self._level
+        cfg = self.cfg
         ramps = ramps or Ramps.full()
         noisy = self.training or cfg.noise_in_eval
         compiled_ok = self._compiled_advance is not None and not noisy and not torch.is_grad_enabled()
@@ -216,35 +215,17 @@ class Loci(nn.Module):
         with torch.no_grad():
             error = error_map(frame, state.prediction, background)  # (B, 1, H, W)
 
-        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its
-        #    un-occluded appearance (RGB logits of the current state: carried for active slots, decoded for fresh)
+        # 3-8. re-spawn, encoder, predictor, decoder and composite (`_advance`; compiled by `compile_inference`)
         active = state.activity > cfg.slots.activity_threshold  # (B, O)
-        if state.appearance is not None and not noisy and bool(active.all()):  # nothing to re-spawn
-            position, gestalt, priority = state.position, state.gestalt, state.priority
-            prev_appearance = state.appearance
-        else:
-            respawn = self._respawn
-            if compiled_ok and state.appearance is not None:
-                respawn = functools.partial(self._compiled_respawn, self)
-            position, gestalt, priority, prev_appearance = respawn(
-                state.position, state.gestalt, state.priority, active, state.appearance, error, noisy, generator)
-        # position (B, O, 3), gestalt (B, O, G), priority (B, O), prev_appearance (B, O, 3, H, W)
-
-        # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
-        masks = state.masks
-        if masks is None:
-            slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
-            masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
-        masks = masks.detach()  # (B, O+1, H, W)
-
-        # 5-8. encoder, predictor, decoder and composite: fixed shapes, compiled by `compile_inference`
-        advance = self._advance
-        if compiled_ok:
+        respawn = state.appearance is None or noisy or not bool(active.all())  # else every slot carries on
+        advance, masks, appearance = self._advance, state.masks, state.appearance
+        if compiled_ok and masks is not None:
             advance = functools.partial(self._compiled_advance, self)
             # fixed strides: each new layout of an input would compile another graph
-            masks, prev_appearance = masks.contiguous(), prev_appearance.contiguous()
-        new = advance(frame, error, masks, position, gestalt, priority, prev_appearance, state.hidden,
-                      state.traces, background_logit, background_shown, ramps.std_scale, noisy, generator)
+            masks, appearance = masks.contiguous(), appearance.contiguous()
+        new = advance(frame, error, masks, state.position, state.gestalt, state.priority, active, appearance,
+                      state.hidden, state.traces, background_logit, background_shown,
+                      ramps.std_scale, noisy, generator, respawn)
         new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
         new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
 
@@ -269,8 +250,8 @@ class Loci(nn.Module):
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
             snitch=new["snitch"], encoded_position=new["encoded_position"],
             appearance_logits=appearance,
-            prev_appearance_logits=prev_appearance, memory_appearance_logits=memory_appearance,
-            prev_position=position.detach(), activity=activity, error=error,
+            prev_appearance_logits=new["prev_appearance"], memory_appearance_logits=memory_appearance,
+            prev_position=new["prev_position"].detach(), activity=activity, error=error,
             background=background_shown, gate_openings=new["openings"])
 
         keep_graph = cfg.predictor.exact_bptt  # checking mode: hidden states keep their history
@@ -284,10 +265,10 @@ class Loci(nn.Module):
         return out, new_state
 
     def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):
-        """Step 3 of `step`: the carried slot states with every inactive slot re-spawned, and the un-occluded
-        appearance of the result (None = a sequence's first call: decode all). Eager, only the re-spawned slots
-        are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and the carried
-        appearance is kept for the active ones."""
+        """Step 3 of `step` (in `_advance`): the carried slot states with every inactive slot re-spawned, and the
+        un-occluded appearance of the result (None = a sequence's first call: decode all). Eager, only the
+        re-spawned slots are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and
+        the carried appearance is kept for the active ones."""
         position, gestalt, priority = self.slot_init(position, gestalt, priority, active, error, noisy, generator)
         if appearance is None:
             return position, gestalt, priority, self._appearance(position, gestalt)
@@ -300,13 +281,27 @@ class Loci(nn.Module):
         decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
-    def _advance(self, frame, error, masks, position, gestalt, priority, prev_appearance, hidden, traces,
-                 background_logit, background_shown, std_scale: float, noisy: bool, generator) -> dict:
-        """Steps 5-8 of `step`, from the (re-)spawned slots to the predicted next frame. Every shape here is
-        fixed by the batch size, so it compiles to one graph (`compile_inference`)."""
+    def _advance(self, frame, error, masks, position, gestalt, priority, active, appearance, hidden, traces,
+                 background_logit, background_shown, std_scale: float, noisy: bool, generator, respawn: bool) -> dict:
+        """Steps 3-8 of `step`, from the carried state to the predicted next frame. Its shapes are fixed by the
+        batch size, so it compiles to one graph per value of `respawn` (`compile_inference`)."""
         cfg, level = self.cfg, self._level
         b, o = frame.shape[0], self.num_slots
         h, w = self.resolution
+
+        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its un-occluded
+        #    appearance (RGB logits of the current state: carried for active slots, decoded for fresh ones)
+        if respawn:
+            position, gestalt, priority, appearance = self._respawn(
+                position, gestalt, priority, active, appearance, error, noisy, generator)
+        prev_appearance = appearance
+        # position (B, O, 3), gestalt (B, O, G), priority (B, O), prev_appearance (B, O, 3, H, W)
+
+        # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
+        if masks is None:
+            slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
+            masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
+        masks = masks.detach()  # (B, O+1, H, W)
 
         # 5. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
         #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
@@ -354,6 +349,7 @@ class Loci(nn.Module):
         prediction, appearance = cells_to_image(prediction), cells_to_image(appearance)  # (B, 3, H, W), (B, O, 3, H, W)
 
         return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
-                    prediction=prediction, appearance=appearance,
+                    prediction=prediction, appearance=appearance, prev_appearance=prev_appearance,
+                    prev_position=position,
                     encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"], openings=pred["openings"],
                     hidden=pred["hidden"], traces=pred["traces"])
