@@ -273,7 +273,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
         raise EvalError(f"batch must be at least 1, got {batch}")
     batch = batch or default_batch(model.level, device)
     if compile_model:
-        model.compile_inference()
+        model.compile_inference(batch_size=batch)
     torch.manual_seed(cfg.train.seed)
     dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
     if len(dataset) == 0:

@@ -25,6 +25,7 @@ Deliberate differences from the original code, all allowed by the paper's descri
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 import shutil
@@ -172,16 +173,18 @@ class Loci(nn.Module):
             raise ValueError("state was made at another level; start a new state after set_level")
 
     # ------------------------------------------------------------------ the step
-    def compile_inference(self) -> None:
-        """Compile the re-spawn (`_respawn`) and the fixed-shape middle of `step` (encoder input to composite,
-        `_advance`) with TorchInductor for steps without gradients or noise (tracking, evaluation); training and
-        noisy steps stay eager.
+    def compile_inference(self, batch_size: int | None = None) -> None:
+        """Compile steps 3-8 of `step` (`_advance`: re-spawn, encoder, predictor, decoder, composite) with
+        TorchInductor for steps without gradients or noise (tracking, evaluation); training, noisy steps and a
+        sequence's first call stay eager.
 
-        Two graphs per batch size, compiled on their first steps (about a minute on a 2-core CPU the first time,
-        seconds once TorchInductor's on-disk cache has them). Parameters stay inputs of the graphs, so later
-        weight changes are used. Needs a C++ compiler on the CPU. Outputs agree with the eager step to float rounding;
-        tracked over hundreds of frames, the two drift apart as any two summation orders do. On a CPU it pays
-        at level 1 (1.2-1.3x per step); at level 2 the compiled step ran 1.8x slower (bench/README.md)."""
+        Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
+        first needed (about a minute on a 2-core CPU the first time, seconds once TorchInductor's on-disk cache
+        has it), or both now for `batch_size`, so that no stream stalls on a compile once it runs. Parameters
+        stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on the CPU. Outputs
+        agree with the eager step to float rounding; tracked over hundreds of frames, the two drift apart as any
+        two summation orders do. On a CPU it pays at level 1 (1.2-1.3x per step); at level 2 the compiled step
+        ran 1.8x slower (bench/README.md)."""
         on_cpu = self.slot_init.size.device.type == "cpu"
         compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
@@ -191,6 +194,21 @@ class Loci(nn.Module):
         options = {"cpp_wrapper": True}
         # the function, not this model's bound method: a copy of the model must run its own weights
         self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
+        if batch_size is not None:
+            self._compile_now(batch_size)
+
+    def _compile_now(self, batch_size: int) -> None:
+        """Run both compiled graphs once on blank frames (in inference mode, as trackers and evaluation run:
+        tensors made outside it would not match the graphs' guards)."""
+        h, w = self.resolution
+        training = self.training
+        self.eval()
+        with torch.inference_mode():
+            blank = torch.zeros(batch_size, 3, h, w, device=self.slot_init.size.device)
+            _, state = self.step(blank, self.initial_state(batch_size, blank.device), blank)  # eager first call
+            for activity in (0.0, 1.0):  # every slot re-spawns / none does
+                self.step(blank, dataclasses.replace(state, activity=torch.full_like(state.activity, activity)), blank)
+        self.train(training)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
              ramps: Ramps | None = None, generator: torch.Generator | None = None):

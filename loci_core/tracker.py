@@ -96,8 +96,8 @@ class OnlineTracker:
                  visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0,
                  compile_model: bool = False):
         self.model = model.to(device).eval()
-        if compile_model:  # Loci.compile_inference: the first frame then takes about a minute on a CPU
-            self.model.compile_inference()
+        if compile_model:  # Loci.compile_inference: about a minute on a CPU (seconds from TorchInductor's cache)
+            self.model.compile_inference(batch_size=1)
         self.cfg = cfg
         self.device = torch.device(device)
         self.camera = camera

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from loci_core.camera import PinholeCamera, ProjectiveCamera, pixel_to_screen
 from loci_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -203,9 +204,13 @@ def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint)
     # compile_model runs the step through Loci.compile_inference; over a few frames (float rounding has no
     # time to change a tracking decision) the entities are the eager tracker's
     eager = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE)
+    before = counters["stats"]["unique_graphs"]
     compiled = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE,
                                              compile_model=True)
     assert compiled.model._compiled_advance is not None and eager.model._compiled_advance is None
+    # both graphs (steps that re-spawn and steps that do not) are compiled before the first frame, and the
+    # frames use them: no stream stalls on a compile
+    assert counters["stats"]["unique_graphs"] == before + 2
     for t in range(4):
         a, b = eager.step(scene(t)), compiled.step(scene(t))
         assert [e.id for e in a] == [e.id for e in b]
@@ -213,3 +218,4 @@ def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint)
             assert np.allclose(x.position_px, y.position_px, atol=1e-2)
             assert np.allclose(x.gestalt, y.gestalt, atol=1e-4)
             assert (x.mask != y.mask).mean() < 1e-3
+    assert counters["stats"]["unique_graphs"] == before + 2
