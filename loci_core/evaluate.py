@@ -434,8 +434,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
     p.add_argument("--compile", action="store_true",
-                   help="compile the model's step with TorchInductor (level-1 models on a CPU: about 1.3x faster after "
-                        "a minute of compiling per batch size; level 2 runs slower; needs a C++ compiler)")
+                   help="compile the model's step with TorchInductor (on a CPU about 1.4x faster, after "
+                        "about two minutes of compiling per batch size; needs a C++ compiler)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
