@@ -3,7 +3,7 @@
     out, state = model.step(frame, state, background)
 
 takes frame X_t and returns the prediction of X_{t+1} with every slot's state. Read `step` top to
-bottom; its steps 6-9, the part whose shapes never change, are `_advance` (which `compile_inference`
+bottom; its steps 3-8, from re-spawning slots to the composite, are `_advance` (which `compile_inference`
 compiles). Shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
 level, (h, w) = latent grid, N = B*O slot-instances (all slot-wise networks share weights and run
 on N rows at once).
