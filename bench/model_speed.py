@@ -6,13 +6,15 @@
 
 Each measurement runs in a fresh subprocess so its peak memory (max RSS on the CPU, max allocated on
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
-`loci eval` runs it), in inference mode, in 5 blocks of 10 steps (3 at B=16); both report ms per frame as the median
-block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time its first
-steps took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are counted
-with torch.utils.flop_counter (convolutions and matrix products; element-wise work is not counted), and
-the achieved FLOP/s of the best block is compared with this machine's fp32 peak measured in the same run,
-also the best of its repetitions (the better of a large matmul and a large 3x3 convolution): like with
-like, on VMs whose speed changes from second to second.
+`loci eval` runs it), in inference mode, in 10 blocks of 10 steps (5 of 3 at B=16); both report ms per frame
+as the median block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time
+its first steps took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are
+counted with torch.utils.flop_counter (convolutions and matrix products; element-wise work is not counted),
+and the achieved FLOP/s of the best block is compared with this machine's fp32 peak (the better of a large
+matmul and a large 3x3 convolution), probed again right before each block and taken as the best of those
+probes: like with like, on VMs whose speed changes from second to second (a peak measured once, minutes
+away from the blocks, can come from a faster or a slower minute). The peak measured at the start of the
+run is printed and stored too.
 Prints a Markdown table and writes JSON to bench/results/model_speed.json.
 """
 
@@ -115,8 +117,11 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
                 _, state = model.step(frames[t], state, background)
             if kind == "infer-compiled":
                 compile_seconds = time.perf_counter() - start
-            block_seconds = []
+            block_seconds, local_peak = [], 0.0
             for _ in range(blocks):
+                # this VM's speed changes from second to second: the peak is probed again next to each block
+                local_peak = max(local_peak, fp32_peak(device, repeats=2)["peak"])
+                _, state = model.step(frames[3], state, background)  # caches warm again after the probe
                 _sync(device)
                 start = time.perf_counter()
                 for t in range(repeats):
@@ -125,7 +130,8 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
                 block_seconds.append((time.perf_counter() - start) / repeats / batch)
         typical, best = statistics.median(block_seconds), min(block_seconds)
         result.update(ms_per_frame=1000 * typical, best_ms_per_frame=1000 * best, frames_per_s=1 / typical,
-                      flops_per_frame=flops, flops_per_s=flops / best, compile_seconds=compile_seconds)
+                      flops_per_frame=flops, flops_per_s=flops / best, compile_seconds=compile_seconds,
+                      local_peak_flops=local_peak)
     else:
         model.train()
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -170,6 +176,10 @@ def _plan(args) -> list[tuple]:
     return plan
 
 
+def _percent_of_peak(row) -> float:
+    return 100 * row["flops_per_s"] / row["local_peak_flops"]
+
+
 def _fmt(value, spec):
     return format(value, spec) if value is not None else "–"
 
@@ -195,7 +205,7 @@ def main(argv=None) -> int:
         # steps per inference block: 10 at B=1, 3 at B=16 (48 frames; a level-2 step takes seconds on a CPU)
         infer_steps = 10 if int(batch) == 1 else 3
         repeats = (3 if args.quick else infer_steps) if kind.startswith("infer") else (2 if args.quick else 5)
-        blocks = 2 if args.quick else 5
+        blocks = 2 if args.quick else (10 if int(batch) == 1 else 5)
         print(json.dumps(measure(config, int(level), kind, int(batch), repeats, blocks, args.device)))
         return 0
 
@@ -215,7 +225,7 @@ def main(argv=None) -> int:
         print(f"  measured {config} level {level} {kind} batch {batch}", file=sys.stderr)
 
     print(f"\nLoci model speed on {args.device} ({torch.get_num_threads()} threads); "
-          f"measured fp32 peak {peak / 1e9:.1f} GFLOP/s (matmul {peaks['matmul'] / 1e9:.1f}, "
+          f"fp32 peak at the start of the run {peak / 1e9:.1f} GFLOP/s (matmul {peaks['matmul'] / 1e9:.1f}, "
           f"3x3 conv {peaks['conv3x3'] / 1e9:.1f})\n")
     print("| config | level | frame | params | inference ms/frame (B=1), median / best block | frames/s "
           "| GFLOP/frame | GFLOP/s (best) | % of peak (best) | B=16: ms/frame, % of peak "
@@ -234,17 +244,20 @@ def main(argv=None) -> int:
               f"| {_fmt(infer and infer['frames_per_s'], '.1f')} "
               f"| {_fmt(infer and infer['flops_per_frame'] / 1e9, '.2f')} "
               f"| {_fmt(infer and infer['flops_per_s'] / 1e9, '.1f')} "
-              f"| {_fmt(infer and 100 * infer['flops_per_s'] / peak, '.0f')} "
+              f"| {_fmt(infer and _percent_of_peak(infer), '.0f')} "
               f"| {_fmt(batched and batched['ms_per_frame'], '.1f')}, "
-              f"{_fmt(batched and 100 * batched['flops_per_s'] / peak, '.0f')} "
+              f"{_fmt(batched and _percent_of_peak(batched), '.0f')} "
               f"| {_fmt(fast and fast['ms_per_frame'], '.1f')} / {_fmt(fast and fast['best_ms_per_frame'], '.1f')}, "
-              f"{_fmt(fast and 100 * fast['flops_per_s'] / peak, '.0f')} "
+              f"{_fmt(fast and _percent_of_peak(fast), '.0f')} "
               f"| {_fmt(fast_batched and fast_batched['ms_per_frame'], '.1f')}, "
-              f"{_fmt(fast_batched and 100 * fast_batched['flops_per_s'] / peak, '.0f')} "
+              f"{_fmt(fast_batched and _percent_of_peak(fast_batched), '.0f')} "
               f"| {_fmt(fast and fast['compile_seconds'], '.0f')} "
               f"| {_fmt(train.get(8, {}).get('ms_per_update'), '.0f')} "
               f"| {_fmt(train.get(16, {}).get('ms_per_update'), '.0f')} | {memory} |")
-    print("\npeak memory: inference B=1 / B=16 / train B=8 / train B=16 "
+    print("\n% of peak: the best block against the best fp32 peak probed right before each of its blocks ("
+          + ", ".join(f"{r['config']} L{r['level']} {r['kind']} B={r['batch']}: {r['local_peak_flops'] / 1e9:.0f}"
+                      for r in rows if "local_peak_flops" in r) + " GFLOP/s)")
+    print("peak memory: inference B=1 / B=16 / train B=8 / train B=16 "
           "(max RSS of each measurement's process on the CPU)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(device=args.device, threads=torch.get_num_threads(),

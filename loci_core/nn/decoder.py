@@ -22,6 +22,14 @@ from .blocks import AggressiveUpConv, ResidualBlock, Scale, cells_to_image, chan
 from .gaussian import gaussian_maps, prioritize
 
 
+def neighbourhoods(maps: torch.Tensor) -> torch.Tensor:
+    """maps (N, h, w) -> (N, h*w, 9): each position's zero-padded 3x3 neighbourhood, row by row (the
+    order of a 3x3 convolution's weights)."""
+    n, h, w = maps.shape
+    padded = F.pad(maps, (1, 1, 1, 1))
+    return torch.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1).view(n, h * w, 9)
+
+
 class _Level2Refinement(nn.Module):
     """out = nearest4(level1_out) + alpha * [RB, RB, UpConv C->e*k, UpConv e*k->k](features), by 4x4 cells (in
     which the nearest upsampling is a broadcast over each cell)."""
@@ -83,10 +91,12 @@ class Decoder(nn.Module):
         # The trunk's input, maps x gestalt, has rank one per slot: its first convolution is each slot's map
         # convolved with its own 3x3 kernel (the weights summed over the gestalt), 1/G of the work and no
         # (N, G, h, w) input to build; and its channel skip is maps x (the skip of the gestalt vector).
-        kernels = torch.einsum("cgkl,nog->nockl", first.conv1.weight, gestalt)  # (B, O, C, 3, 3)
-        y = F.conv2d(maps.reshape(1, b * o, h, w), kernels.reshape(b * o * c, 1, 3, 3),
-                     first.conv1.bias.repeat(b * o), padding=1, groups=b * o)  # (1, N*C, h, w)
-        y = y.view(b * o, c, h, w).contiguous(memory_format=torch.channels_last)
+        # As a batched matrix product over each position's 3x3 neighbourhood (a grouped convolution with one
+        # group per slot runs at a few GFLOP/s): 2x faster eager and compiled. Its (N, h*w, C) result is
+        # already channels-last, the layout the next convolution wants.
+        kernels = torch.einsum("cgk,ng->nkc", first.conv1.weight.flatten(2), gestalt.flatten(0, 1))  # (N, 9, C)
+        y = torch.baddbmm(first.conv1.bias, neighbourhoods(maps.flatten(0, 1)), kernels)  # (N, h*w, C)
+        y = y.view(b * o, h, w, c).permute(0, 3, 1, 2)  # (N, C, h, w), channels-last
         skip = maps.unsqueeze(-1) * channel_skip(gestalt, c, dim=-1)[:, :, None, None, :]  # (B, O, h, w, C)
         f = first.finish(y, skip.flatten(0, 1).permute(0, 3, 1, 2))
         return self.trunk[1:](f)
