@@ -259,7 +259,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     """Run the whole evaluation; returns the results dict (also written to out_dir). Without
     `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint).
     `batch` None: `default_batch` for the model's level and the device. `compile_model`: run the model
-    through `Loci.compile_inference` (one compile per batch size; the last batch may be smaller)."""
+    through `Loci.compile_inference`, compiled before the first video for each batch size the run has."""
     from tqdm import tqdm
 
     from .baselines.chance import chance_ranking
@@ -272,8 +272,6 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     if batch is not None and batch < 1:
         raise EvalError(f"batch must be at least 1, got {batch}")
     batch = batch or default_batch(model.level, device)
-    if compile_model:
-        model.compile_inference(batch_size=batch)
     torch.manual_seed(cfg.train.seed)
     dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
     if len(dataset) == 0:
@@ -281,6 +279,8 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     check_resolution(checkpoint, model, data, dataset.entries[0].name, resize)
     n = len(dataset) if videos is None else min(videos, len(dataset))
     has_gt = all(dataset.has_ground_truth(e.name) for e in dataset.entries[:n])
+    if compile_model:  # for the batch sizes this run has (a smaller last batch compiles now, not mid-run)
+        model.compile_inference(batch_size=[min(batch, n)] + ([n % batch] if n > batch and n % batch else []))
 
     methods = {name: _Method(name) for name in ("loci", BEST_SLOT, "last seen (oracle)", "classical tracker",
                                                 "chance")}

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -173,14 +174,15 @@ class Loci(nn.Module):
             raise ValueError("state was made at another level; start a new state after set_level")
 
     # ------------------------------------------------------------------ the step
-    def compile_inference(self, batch_size: int | None = None) -> None:
+    def compile_inference(self, batch_size: int | Sequence[int] | None = None) -> None:
         """Compile steps 3-8 of `step` (`_advance`: re-spawn, encoder, predictor, decoder, composite) with
         TorchInductor for steps without gradients or noise (tracking, evaluation); training, noisy steps and a
         sequence's first call stay eager.
 
         Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
         first needed (about a minute on a 2-core CPU the first time, seconds once TorchInductor's on-disk cache
-        has it), or both now for `batch_size`, so that no stream stalls on a compile once it runs. Parameters
+        has it), or both now for `batch_size` (one or several), so that no stream stalls on a compile once it
+        runs. Parameters
         stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on the CPU. Outputs
         agree with the eager step to float rounding; tracked over hundreds of frames, the two drift apart as any
         two summation orders do. On a CPU: 1.36x tracking the release on CATER videos (level 1), 1.4x for the
@@ -194,8 +196,9 @@ class Loci(nn.Module):
         options = {"cpp_wrapper": True}
         # the function, not this model's bound method: a copy of the model must run its own weights
         self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
-        if batch_size is not None:
-            self._compile_now(batch_size)
+        sizes = [] if batch_size is None else [batch_size] if isinstance(batch_size, int) else batch_size
+        for size in dict.fromkeys(sizes):
+            self._compile_now(size)
 
     def _compile_now(self, batch_size: int) -> None:
         """Run both compiled graphs once on blank frames (in inference mode, as trackers and evaluation run:
@@ -203,12 +206,15 @@ class Loci(nn.Module):
         h, w = self.resolution
         training = self.training
         self.eval()
-        with torch.inference_mode():
-            blank = torch.zeros(batch_size, 3, h, w, device=self.slot_init.size.device)
-            _, state = self.step(blank, self.initial_state(batch_size, blank.device), blank)  # eager first call
-            for activity in (0.0, 1.0):  # every slot re-spawns / none does
-                self.step(blank, dataclasses.replace(state, activity=torch.full_like(state.activity, activity)), blank)
-        self.train(training)
+        try:
+            with torch.inference_mode():
+                blank = torch.zeros(batch_size, 3, h, w, device=self.slot_init.size.device)
+                _, state = self.step(blank, self.initial_state(batch_size, blank.device), blank)  # eager first call
+                for activity in (0.0, 1.0):  # every slot re-spawns / none does
+                    self.step(blank, dataclasses.replace(state, activity=torch.full_like(state.activity, activity)),
+                              blank)
+        finally:
+            self.train(training)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
              ramps: Ramps | None = None, generator: torch.Generator | None = None):

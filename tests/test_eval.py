@@ -77,6 +77,36 @@ def test_eval_reads_one_batch_of_videos_at_a_time(tiny_run, tiny_data, tmp_path,
     assert read_before_run == [2, 4] and reads == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
+def test_compiled_eval_compiles_each_batch_size_before_the_first_video(tiny_run, tiny_data, tmp_path, monkeypatch):
+    """4 videos in batches of 3: the batch of 3 and the last batch of 1 are both compiled up front (two graphs
+    each: steps that re-spawn a slot and steps that do not), so no batch stalls on a compile; the scores are
+    the eager run's."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    import loci_core.evaluate as ev
+
+    torch._dynamo.reset()  # graphs compiled by earlier tests for the same shapes would be reused
+    graphs_at_batch, original_run = [], ev.run_loci
+
+    def recording_run(model, items, *args, **kwargs):
+        graphs_at_batch.append(counters["stats"]["unique_graphs"])
+        return original_run(model, items, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "run_loci", recording_run)
+    checkpoint = latest_checkpoint(tiny_run)
+    before = counters["stats"]["unique_graphs"]
+    compiled = ev.evaluate(checkpoint, tiny_data, "all", batch=3, out_dir=tmp_path / "c", progress=False,
+                           baselines=False, compile_model=True)
+    assert graphs_at_batch == [before + 4, before + 4]
+    assert counters["stats"]["unique_graphs"] == before + 4
+    eager = ev.evaluate(checkpoint, tiny_data, "all", batch=3, out_dir=tmp_path / "e", progress=False,
+                        baselines=False)
+    for name in ("mota", "idf1", "miou"):
+        assert compiled["tracking"]["loci"][name] == pytest.approx(eager["tracking"]["loci"][name], abs=0.02)
+
+
 def test_default_batch_is_one_only_for_level_2_on_a_cpu(tiny_run, tiny_data, tmp_path, capsys):
     from loci_core.evaluate import default_batch
 
