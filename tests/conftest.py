@@ -52,3 +52,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_compiler():
+    """TorchDynamo's compiled graphs dropped, so a test counting the graphs it compiles starts from none:
+    graphs of the same shapes, compiled by an earlier test for another model, would be reused."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+

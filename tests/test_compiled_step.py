@@ -44,7 +44,7 @@ def assert_steps_agree(compiled, eager, frames, background, atol=1e-4):
 
 
 @pytest.mark.slow
-def test_compiled_step_is_the_eager_step_and_follows_the_weights():
+def test_compiled_step_is_the_eager_step_and_follows_the_weights(fresh_compiler):
     model = open_model(3)
     eager = copy.deepcopy(model)
     model.compile_inference()

@@ -78,16 +78,15 @@ def test_eval_reads_one_batch_of_videos_at_a_time(tiny_run, tiny_data, tmp_path,
 
 
 @pytest.mark.slow
-def test_compiled_eval_compiles_each_batch_size_before_the_first_video(tiny_run, tiny_data, tmp_path, monkeypatch):
+def test_compiled_eval_compiles_each_batch_size_before_the_first_video(tiny_run, tiny_data, tmp_path, monkeypatch,
+                                                                      fresh_compiler):
     """4 videos in batches of 3: the batch of 3 and the last batch of 1 are both compiled up front (two graphs
     each: steps that re-spawn a slot and steps that do not), so no batch stalls on a compile; the scores are
     the eager run's."""
-    import torch._dynamo
     from torch._dynamo.utils import counters
 
     import loci_core.evaluate as ev
 
-    torch._dynamo.reset()  # graphs compiled by earlier tests for the same shapes would be reused
     graphs_at_batch, original_run = [], ev.run_loci
 
     def recording_run(model, items, *args, **kwargs):

@@ -200,7 +200,7 @@ def test_label_image_checks_ids_and_shapes():
 
 
 @pytest.mark.slow
-def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint):
+def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint, fresh_compiler):
     # compile_model runs the step through Loci.compile_inference; over a few frames (float rounding has no
     # time to change a tracking decision) the entities are the eager tracker's
     eager = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE)
