@@ -182,11 +182,10 @@ class Loci(nn.Module):
         Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
         first needed (about a minute on a 2-core CPU the first time, seconds once TorchInductor's on-disk cache
         has it), or both now for `batch_size` (one or several), so that no stream stalls on a compile once it
-        runs. Parameters
-        stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on the CPU. Outputs
-        agree with the eager step to float rounding; tracked over hundreds of frames, the two drift apart as any
-        two summation orders do. On a CPU: 1.36x tracking the release on CATER videos (level 1), 1.4x for the
-        paper config at level 2 (bench/README.md)."""
+        runs. Parameters stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on
+        the CPU. Outputs agree with the eager step to float rounding; tracked over hundreds of frames, the two
+        drift apart as any two summation orders do. On a CPU: 1.36x tracking the release on CATER videos
+        (level 1), 1.4x for the paper config at level 2 (bench/README.md)."""
         on_cpu = self.slot_init.size.device.type == "cpu"
         compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
