@@ -95,6 +95,10 @@ def error_map(frame: torch.Tensor, prediction: torch.Tensor | None, background: 
     return (frame - prediction).square().mean(1, keepdim=True).sqrt().sqrt() * to_background
 
 
+# compiled graphs of `Loci._advance` one process may hold: two per model shape, batch size and level
+GRAPHS_PER_PROCESS = 64
+
+
 class Loci(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -194,7 +198,10 @@ class Loci(nn.Module):
         # kernels called from C++, not Python: 1.05x per step (bench/README.md)
         options = {"cpp_wrapper": True}
         # the function, not this model's bound method: a copy of the model must run its own weights
-        self._compiled_advance = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
+        compiled = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
+        # every model, batch size and level adds two graphs of this one function, and with fullgraph=True
+        # dynamo's default limit of 8 per function is a hard error at the ninth; raised for these calls only
+        self._compiled_advance = torch._dynamo.config.patch(recompile_limit=GRAPHS_PER_PROCESS)(compiled)
         sizes = [] if batch_size is None else [batch_size] if isinstance(batch_size, int) else batch_size
         for size in dict.fromkeys(sizes):
             self._compile_now(size)
