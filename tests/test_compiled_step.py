@@ -100,12 +100,12 @@ def test_without_a_cpp_compiler_compiling_fails_at_once_and_says_why(monkeypatch
 
 
 @pytest.mark.slow
-def test_more_graphs_than_dynamos_limit_still_compile(monkeypatch, fresh_compiler):
+def test_more_graphs_than_dynamos_limit_still_compile(fresh_compiler):
     # With fullgraph=True, dynamo's recompile limit (8 graphs per function by default) is a hard error; every
     # batch size adds two graphs of Loci._advance, so compile_inference raises the limit for its own calls.
     # Here the process-wide limit is 1 and two batch sizes need four graphs.
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     model = open_model(6)
     before = graphs_compiled()
-    model.compile_inference(batch_size=[1, 2])
+    with torch._dynamo.config.patch(recompile_limit=1):
+        model.compile_inference(batch_size=[1, 2])
     assert graphs_compiled() == before + 4
