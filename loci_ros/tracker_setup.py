@@ -54,9 +54,8 @@ PARAMETERS = {
     "seed": (0, "seed of the model's random slot spawning (tracking is deterministic for a seed)", True,
              Range(0, 2**31 - 1, 1, integer=True)),
     "compile_model": (False, "compile the model's step with TorchInductor (Loci.compile_inference): about "
-                             "1.4x faster on a CPU, after about two "
-                             "minutes of compiling at start (seconds when TorchInductor's cache has it); "
-                             "needs a C++ compiler", True, None),
+                             "1.4x faster on a CPU, after about two minutes of compiling at start (seconds "
+                             "when TorchInductor's cache has it); needs a C++ compiler", True, None),
     "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
                                   "it, an entity seen before is reported as hidden", False, Range(0, 1)),
     "publish_detections": (True, "publish vision_msgs/Detection2DArray on 'detections'", False, None),

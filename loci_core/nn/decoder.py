@@ -24,7 +24,8 @@ from .gaussian import gaussian_maps, prioritize
 
 def neighbourhoods(maps: torch.Tensor) -> torch.Tensor:
     """maps (N, h, w) -> (N, h*w, 9): each position's zero-padded 3x3 neighbourhood, row by row (the
-    order of a 3x3 convolution's weights)."""
+    order of a 3x3 convolution's weights). F.unfold gives the same, transposed; on the decoder's 20 maps
+    per frame it ran 1.4x slower eager (same speed compiled)."""
     n, h, w = maps.shape
     padded = F.pad(maps, (1, 1, 1, 1))
     return torch.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1).view(n, h * w, 9)
