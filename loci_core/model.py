@@ -37,7 +37,7 @@ from torch import nn
 
 from .config import ModelConfig, resolution_at
 from .nn.background import BackgroundMask
-from .nn.blocks import GroupedInput, cells_to_image, image_to_cells
+from .nn.blocks import GroupedInput, cells_to_image, image_to_cells, pixels_last
 from .nn.decoder import Decoder
 from .nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from .nn.gaussian import gaussian_maps, others, prioritize
@@ -53,8 +53,6 @@ class StepOutput:
     """(B, 3, H, W) predicted next frame in [0, 1]"""
     masks: torch.Tensor
     """(B, O+1, H, W) predicted masks, softmax over slots + background (last channel)"""
-    slot_rgb: torch.Tensor
-    """(B, O, 3, H, W) un-occluded appearance of each slot in [0, 1]"""
     position: torch.Tensor
     """(B, O, 3) predicted next-step (p_row, p_col, s)"""
     gestalt: torch.Tensor
@@ -83,6 +81,14 @@ class StepOutput:
     """(1 or B, 3, H, W) the background as rendered (image x fade-in)"""
     gate_openings: torch.Tensor
     """() fraction of open GateL0RD gates"""
+    colour_bias: float
+    """the model's colour bias (slot colour = sigmoid(RGB logit + colour_bias))"""
+
+    @functools.cached_property
+    def slot_rgb(self) -> torch.Tensor:
+        """(B, O, 3, H, W) un-occluded appearance of each slot in [0, 1]; computed when first read, so a
+        tracker that does not show it does not pay for it"""
+        return torch.sigmoid(self.appearance_logits + self.colour_bias)
 
 
 def error_map(frame: torch.Tensor, prediction: torch.Tensor | None, background: torch.Tensor) -> torch.Tensor:
@@ -234,33 +240,32 @@ class Loci(nn.Module):
         ramps = ramps or Ramps.full()
         noisy = self.training or cfg.noise_in_eval
         compiled_ok = self._compiled_advance is not None and not noisy and not torch.is_grad_enabled()
-        b, o = frame.shape[0], self.num_slots
+        b = frame.shape[0]
         h, w = self.resolution
 
         # 1. background: mask logits where it shows, and the image as rendered (faded in by the schedule)
         background_logit = self.background_mask((h, w)).expand(b, 1, h, w)  # (B, 1, H, W)
         background_shown = background * ramps.background  # (1|B, 3, H, W)
 
-        # 2. error map of the new frame against the carried prediction (detached input)
-        with torch.no_grad():
-            error = error_map(frame, state.prediction, background)  # (B, 1, H, W)
-
-        # 3-8. re-spawn, encoder, predictor, decoder and composite (`_advance`; compiled by `compile_inference`)
+        # 2-8. error map, re-spawn, encoder, predictor, decoder and composite (`_advance`; compiled by
+        #      `compile_inference`)
         active = state.activity > cfg.slots.activity_threshold  # (B, O)
         respawn = state.appearance is None or noisy or not bool(active.all())  # else every slot carries on
-        advance, masks, appearance = self._advance, state.masks, state.appearance
+        advance, prediction, masks, appearance = self._advance, state.prediction, state.masks, state.appearance
         if compiled_ok and masks is not None:
             advance = functools.partial(self._compiled_advance, self)
-            # fixed strides: each new layout of an input would compile another graph
-            masks, appearance = masks.contiguous(), appearance.contiguous()
-        new = advance(frame, error, masks, state.position, state.gestalt, state.priority, active, appearance,
-                      state.hidden, state.traces, background_logit, background_shown,
+            # fixed strides (each new layout of an input would compile another graph), those the graphs give
+            prediction, masks, appearance = pixels_last(prediction), masks.contiguous(), pixels_last(appearance)
+            if background is frame:  # (a stream's first frame as its background) a graph is for distinct inputs
+                background = background.clone()
+        new = advance(frame, prediction, background, masks, state.position, state.gestalt, state.priority, active,
+                      appearance, state.hidden, state.traces, background_logit, background_shown,
                       ramps.std_scale, noisy, generator, respawn)
         new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
         new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
 
-        # 9. visibility, activity and the object-permanence memory (what/where while visible)
-        visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O)
+        # 9. activity and the object-permanence memory (what/where while visible)
+        visibility = new["visibility"]  # (B, O)
         activity = torch.maximum(state.activity, visibility)
         v = visibility.unsqueeze(-1)
         if state.memory_gestalt is None:
@@ -276,13 +281,13 @@ class Loci(nn.Module):
 
         out = StepOutput(
             prediction=prediction, masks=new_masks,
-            slot_rgb=torch.sigmoid(appearance + cfg.colour_bias),
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
             snitch=new["snitch"], encoded_position=new["encoded_position"],
             appearance_logits=appearance,
             prev_appearance_logits=new["prev_appearance"], memory_appearance_logits=memory_appearance,
-            prev_position=new["prev_position"].detach(), activity=activity, error=error,
-            background=background_shown, gate_openings=new["openings"])
+            prev_position=new["prev_position"].detach(), activity=activity, error=new["error"],
+            background=background_shown, gate_openings=new["openings"],
+            colour_bias=cfg.colour_bias)
 
         keep_graph = cfg.predictor.exact_bptt  # checking mode: hidden states keep their history
         new_state = LociState(
@@ -311,13 +316,18 @@ class Loci(nn.Module):
         decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
-    def _advance(self, frame, error, masks, position, gestalt, priority, active, appearance, hidden, traces,
-                 background_logit, background_shown, std_scale: float, noisy: bool, generator, respawn: bool) -> dict:
-        """Steps 3-8 of `step`, from the carried state to the predicted next frame. Its shapes are fixed by the
-        batch size, so it compiles to one graph per value of `respawn` (`compile_inference`)."""
+    def _advance(self, frame, prediction, background, masks, position, gestalt, priority, active, appearance,
+                 hidden, traces, background_logit, background_shown, std_scale: float, noisy: bool, generator,
+                 respawn: bool) -> dict:
+        """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame. Its shapes
+        are fixed by the batch size, so it compiles to one graph per value of `respawn` (`compile_inference`)."""
         cfg, level = self.cfg, self._level
         b, o = frame.shape[0], self.num_slots
         h, w = self.resolution
+
+        # 2. error map of the new frame against the carried prediction (detached input)
+        with torch.no_grad():
+            error = error_map(frame, prediction, background)  # (B, 1, H, W)
 
         # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its un-occluded
         #    appearance (RGB logits of the current state: carried for active slots, decoded for fresh ones)
@@ -375,11 +385,12 @@ class Loci(nn.Module):
         colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, h4, w4, 3, 16)
         prediction = (new_masks[:, :o].unsqueeze(-2) * colours).sum(1) \
             + new_masks[:, o].unsqueeze(-2) * image_to_cells(background_shown)  # (B, h4, w4, 3, 16)
+        visibility = new_masks[:, :o].detach().amax((2, 3, 4))  # (B, O): each slot's largest mask value
         new_masks = cells_to_image(new_masks.unsqueeze(-2)).squeeze(-3)  # (B, O+1, H, W)
         prediction, appearance = cells_to_image(prediction), cells_to_image(appearance)  # (B, 3, H, W), (B, O, 3, H, W)
 
         return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
-                    prediction=prediction, appearance=appearance, prev_appearance=prev_appearance,
-                    prev_position=position,
+                    visibility=visibility, error=error, prediction=prediction, appearance=appearance,
+                    prev_appearance=prev_appearance, prev_position=position,
                     encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"], openings=pred["openings"],
                     hidden=pred["hidden"], traces=pred["traces"])

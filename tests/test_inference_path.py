@@ -96,7 +96,9 @@ def test_gathered_pixel_shuffle_equals_the_shuffle():
     x = torch.randn(3, 32, 5, 7)
     with torch.inference_mode():
         for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, 1:], x[1:]):
-            assert torch.equal(pixel_shuffle4(t), F.pixel_shuffle(t, 4))
+            got, want = pixel_shuffle4(t), F.pixel_shuffle(t, 4)
+            assert torch.equal(got, want)
+            assert got.stride() == want.stride()  # the layout too: compiled steps take the carried state as is
 
 
 def test_cells_hold_each_4x4_block_of_pixels():

@@ -36,6 +36,11 @@ speed they cover 2.4x / 2.8x the sprite (seeds 0 / 1: 40 / 35 % of the slot's pi
 sprites (0.44 / 0.36) and a known dark-blue background under yellow and red sprites (so a slot that takes
 background pixels pays for them: 0.58 with seed 0, then 0.31 / 0.05 / 0.20, slots not binding; and the
 cross-entropy of the 0.5-valued background stops the loss from halving).
+Re-measured 2026-12-03 with today's arithmetic (seeds 0-3): sprites up to 1 px per frame and axis, 0.58 / 0.60 /
+0.61 / 0.57 on the test's clips (data seed 1), but 0.49 / 0.45 (seeds 0 / 1) on other clips (data seed 2); up
+to 1.5 px, 0.49 / 0.46 / 0.50 / 0.64. With data seed 3 no slot bound at all in 300 updates, at the test's speed
+or at 1 px (loss flat at 0.122: the encoder's soft-argmax positions stayed at the frame's centre), so a bar of
+0.5 would hold for these clips, not for the model.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;

@@ -235,6 +235,14 @@ def cells_to_image(cells: torch.Tensor) -> torch.Tensor:
     return pixel_shuffle4(flat).view(*lead, c, 4 * h, 4 * w)
 
 
+def pixels_last(image: torch.Tensor) -> torch.Tensor:
+    """(..., C, H, W) in the memory layout `cells_to_image` gives (each pixel's C values side by side), with
+    the same strides for every tensor of a shape (also along dimensions of size 1, which a compiled graph's
+    guards compare too); no copy if it has that layout already."""
+    moved = image.movedim(-3, -1).contiguous()
+    return moved.view(-1).view(moved.shape).movedim(-1, -3)
+
+
 def image_to_cells(image: torch.Tensor) -> torch.Tensor:
     """(N, C, 4h, 4w) -> (N, h, w, C, 16), the inverse of `cells_to_image`."""
     c = image.shape[1]
@@ -242,23 +250,31 @@ def image_to_cells(image: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:
-    """F.pixel_shuffle(x, 4); without gradients, a gather of x's memory through an index kept per shape and
-    layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of 4-element runs). Level-1
-    sizes only: the index of a level-2 output would take tens of MB."""
+    """F.pixel_shuffle(x, 4), values and memory layout; without gradients, a gather of x's memory through an
+    index kept per shape and layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of
+    4-element runs). Level-1 sizes only: the index of a level-2 output would take tens of MB."""
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
     if torch.is_grad_enabled() or torch.compiler.is_compiling() or not dense or x.numel() > GATHER_LIMIT:
         return F.pixel_shuffle(x, 4)
     key = (x.shape, x.stride(), x.device)
-    index = _shuffle_index.get(key)
-    if index is None:
+    entry = _shuffle_index.get(key)
+    if entry is None:
         with torch.inference_mode(False):
             offsets = torch.arange(x.numel(), device=x.device, dtype=torch.int32).as_strided(x.shape, x.stride())
-            index = F.pixel_shuffle(offsets, 4).reshape(-1)
+            shuffled = F.pixel_shuffle(offsets, 4)
+            # gathered in the shuffle's own memory order: channels-last in (the up-convolutions' output), so out,
+            # as compiled graphs give it, and the next call's compiled graph takes it without a copy
+            last = not shuffled.is_contiguous()
+            entry = (shuffled.permute(0, 2, 3, 1) if last else shuffled).reshape(-1), last
         if len(_shuffle_index) >= 32:  # shapes vary with the batch and the number of re-spawned slots
             _shuffle_index.pop(next(iter(_shuffle_index)))
-        _shuffle_index[key] = index
+        _shuffle_index[key] = entry
+    index, last = entry
     n, c, h, w = x.shape
-    return x.as_strided((x.numel(),), (1,)).index_select(0, index).view(n, c // 16, 4 * h, 4 * w)
+    gathered = x.as_strided((x.numel(),), (1,)).index_select(0, index)
+    if last:
+        return gathered.view(n, 4 * h, 4 * w, c // 16).permute(0, 3, 1, 2)
+    return gathered.view(n, c // 16, 4 * h, 4 * w)
 
 
 GATHER_LIMIT = 2 ** 21  # elements (an 8 MB index); the small config's RGB output has 0.29 M at B=1, 2.3 M at B=8
