@@ -3,7 +3,7 @@
     out, state = model.step(frame, state, background)
 
 takes frame X_t and returns the prediction of X_{t+1} with every slot's state. Read `step` top to
-bottom; its steps 3-8, from re-spawning slots to the composite, are `_advance` (which `compile_inference`
+bottom; its steps 2-8, from the error map to the composite, are `_advance` (which `compile_inference`
 compiles). Shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
 level, (h, w) = latent grid, N = B*O slot-instances (all slot-wise networks share weights and run
 on N rows at once).
@@ -185,9 +185,8 @@ class Loci(nn.Module):
 
     # ------------------------------------------------------------------ the step
     def compile_inference(self, batch_size: int | Sequence[int] | None = None) -> None:
-        """Compile steps 3-8 of `step` (`_advance`: re-spawn, encoder, predictor, decoder, composite) with
-        TorchInductor for steps without gradients or noise (tracking, evaluation); training, noisy steps and a
-        sequence's first call stay eager.
+        """Compile steps 2-8 of `step` (`_advance`: error map to composite) with TorchInductor for steps without
+        gradients or noise (tracking, evaluation); training, noisy steps and a sequence's first call stay eager.
 
         Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
         first needed (about a minute on a 2-core CPU the first time, seconds once TorchInductor's on-disk cache
@@ -256,7 +255,7 @@ class Loci(nn.Module):
             advance = functools.partial(self._compiled_advance, self)
             # fixed strides (each new layout of an input would compile another graph), those the graphs give
             prediction, masks, appearance = pixels_last(prediction), masks.contiguous(), pixels_last(appearance)
-            if background is frame:  # (a stream's first frame as its background) a graph is for distinct inputs
+            if background is frame:  # a stream's first frame as its background: graphs are for two distinct tensors
                 background = background.clone()
         new = advance(frame, prediction, background, masks, state.position, state.gestalt, state.priority, active,
                       appearance, state.hidden, state.traces, background_logit, background_shown,
