@@ -123,6 +123,10 @@ def main(argv=None) -> int:
     import torch
     from model_speed import fp32_peak
 
+    from loci_core.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as model_speed.py's measurements and the `loci` command run the model
+
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 20

@@ -14,7 +14,8 @@ and the achieved FLOP/s of the best block is compared with this machine's fp32 p
 matmul and a large 3x3 convolution), probed again right before each block and taken as the best of those
 probes: like with like, on VMs whose speed changes from second to second (a peak measured once, minutes
 away from the blocks, can come from a faster or a slower minute). The peak measured at the start of the
-run is printed and stored too.
+run is printed and stored too. Workers keep freed memory for reuse (`loci_core.allocator`), as the `loci`
+command and the node run the model.
 Prints a Markdown table and writes JSON to bench/results/model_speed.json.
 """
 
@@ -32,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from loci_core.allocator import keep_freed_memory  # noqa: E402 (after the path set-up)
 
 CONFIGS = {"cater-small": REPO / "config/models/cater-small.yaml", "cater": REPO / "config/models/cater.yaml"}
 
@@ -201,6 +204,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker:
+        keep_freed_memory()  # as the `loci` command and the tracker node run the model
         config, level, kind, batch = args.worker
         # steps per inference block: 10 at B=1, 3 at B=16 (48 frames; a level-2 step takes seconds on a CPU)
         infer_steps = 10 if int(batch) == 1 else 3

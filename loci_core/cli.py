@@ -14,6 +14,8 @@ import importlib
 import importlib.util
 import sys
 
+from .allocator import keep_freed_memory
+
 COMMANDS = {
     "generate": "loci_core.data.commands",
     "data": "loci_core.data.commands",
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    keep_freed_memory()
     return int(args.func(args) or 0)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from loci_core.allocator import keep_freed_memory
+
 
 def register(subparsers) -> None:
     bag = subparsers.add_parser("bag", help="make, play, record, track and score rosbag2 bags",
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loci")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bag", *(sys.argv[1:] if argv is None else argv)])
+    keep_freed_memory()
     return int(args.func(args) or 0)
 
 

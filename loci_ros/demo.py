@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loci_core.allocator import keep_freed_memory
 from loci_ros.bags import CAMERA_INFO_TOPIC, IMAGE_TOPIC, SCENE_RESET_TOPIC
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +212,9 @@ def register(subparsers) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="loci demo", description=__doc__.splitlines()[0])
     _add_arguments(p)
-    return _run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    keep_freed_memory()
+    return _run(args)
 
 
 if __name__ == "__main__":

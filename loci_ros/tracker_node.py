@@ -42,6 +42,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from loci_core.allocator import keep_freed_memory
 from loci_ros.messages import OutputSettings, build_outputs
 from loci_ros.tracker_setup import (
     NODE_NAME,
@@ -292,6 +293,7 @@ def _fresh_stats() -> dict:
 
 
 def main(args=None) -> int:
+    keep_freed_memory()
     rclpy.init(args=args)
     try:
         node = TrackerNode()
