@@ -263,7 +263,7 @@ def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:
             offsets = torch.arange(x.numel(), device=x.device, dtype=torch.int32).as_strided(x.shape, x.stride())
             shuffled = F.pixel_shuffle(offsets, 4)
             # gathered in the memory order of the shuffle's output (channels-last for a channels-last input, as
-            # the up-convolutions give it), which is what compiled steps give and take: no copy between them
+            # the up-convolutions give it): eager and compiled steps then give their outputs the same layout
             last = not shuffled.is_contiguous()
             entry = (shuffled.permute(0, 2, 3, 1) if last else shuffled).reshape(-1), last
         if len(_shuffle_index) >= 32:  # shapes vary with the batch and the number of re-spawned slots
