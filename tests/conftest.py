@@ -61,4 +61,3 @@ def fresh_compiler():
     import torch._dynamo
 
     torch._dynamo.reset()
-
