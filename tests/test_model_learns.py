@@ -42,8 +42,8 @@ to 1.5 px, 0.49 / 0.46 / 0.50 / 0.64. With data seed 3 no slot bound at all in 3
 or at 1 px (loss flat at 0.122: the encoder's soft-argmax positions stayed at the frame's centre), so a bar of
 0.5 would hold for these clips, not for the model. Also measured (a later session the same day): two warm-up
 calls on each clip's first frame, as `loci train` and `loci eval` start a sequence (the tiny config's
-`warmup_calls`), 0.46 / 0.24 (seeds 0 / 1); with the slower sprites too, 0.54 / 0.49 on data seed 2 and 0.45 /
-0.00 on data seed 3 (seed 1 bound no slot); training on 8 fixed clips and scoring on those same clips, 0.34 /
+`warmup_calls`), 0.46 / 0.24 (seeds 0 / 1); with the slower sprites too, 0.54 / 0.49 on data seed 2 and 0.00 /
+0.45 on data seed 3 (seed 0 bound no slot); training on 8 fixed clips and scoring on those same clips, 0.34 /
 0.40 / 0.51 / 0.41 (seeds 0-3), so the gap is not one of seeing too few clips.
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
