@@ -47,18 +47,18 @@ calls on each clip's first frame, as `loci train` and `loci eval` start a sequen
 `warmup_calls`), 0.46 / 0.24 (seeds 0 / 1); with the slower sprites too, 0.54 / 0.49 on data seed 2 and 0.00 /
 0.45 on data seed 3 (seed 0 bound no slot); training on 8 fixed clips and scoring on those same clips, 0.34 /
 0.40 / 0.51 / 0.41 (seeds 0-3), so the gap is not one of seeing too few clips.
-Why the masks spread on black: there a slot that renders black costs what the background costs, so the loss
-does not set a mask's extent beyond its sprite. A blue background (0, 0, 1) under yellow and red sprites,
-given to the model, makes it cost (measured 2026-12-03, sixth session, seeds 0-3 unless said): with the
-background's mask logit starting at 1 the slots shrink away before they bind (IoU 0.00 / 0.04, seeds 0 / 1);
-starting at 3, masks of 0.8-1.1x the sprite's area but IoU 0.49 / 0.58 / 0.34 / 0.27 (0.61 / 0.36 / 0.12 / 0.60
-with sprites up to 1.5 px per frame; 0.11 / 0.53 / 0.25 / 0.45 with two slots); with the paper's curriculum
-compressed (150 updates on black with the foreground-only target, then the background fading in linearly until
-update 250), 0.51 / 0.56 / 0.52 / 0.50 on the test's clips, but 0.40 / 0.00 on data seed 2 and 0.00 / 0.00 on
-data seed 3 (seeds 0 / 1; slots bound, then vanished as the background came in). So the masks' extent can be
-fixed; whether the slots bind within 300 updates stays a matter of seeds. A position head or encoder learning
-3-5x faster bound less (IoU 0.02-0.37), and so did the slot initialiser at the paper's 30x rate (0.30 / 0.36 /
-0.35 / 0.35; 0.00 / 0.17 on data seed 3).
+Why the masks spread on black: there a slot that renders black costs what the background costs, so the loss does
+not set a mask's extent beyond its sprite. A blue background (0, 0, 1) under yellow and red sprites, given to the
+model, makes it cost (measured 2026-12-03, sixth session, seeds 0-3 unless said): with the background's mask logit
+starting at 1 the slots shrink away before they bind (IoU 0.00 / 0.04, seeds 0 / 1); starting at 3, masks of
+0.5-1.3x the sprite's area (2.1x on black) but IoU 0.49 / 0.58 / 0.34 / 0.27 (0.61 / 0.36 / 0.12 / 0.60 with
+sprites up to 1.5 px per frame; 0.11 / 0.53 / 0.25 / 0.45 with two slots); with the paper's curriculum compressed
+(150 updates on black with the foreground-only target, then the background fading in linearly until update 250),
+0.51 / 0.56 / 0.52 / 0.50 on the test's clips, but 0.40 / 0.00 on data seed 2 and 0.00 / 0.00 on data seed 3
+(seeds 0 / 1; where 0.00, no slot held a sprite and the loss rose, 0.10 -> 0.15). So the masks' extent can be
+fixed; whether the slots bind within 300 updates stays a matter of seeds. A position head or encoder learning 3-5x
+faster scored lower (IoU 0.02-0.37), and so did the slot initialiser at the paper's 30x rate (0.30 / 0.36 / 0.35 /
+0.35; 0.00 / 0.17 on data seed 3).
 
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
