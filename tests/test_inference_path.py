@@ -98,7 +98,7 @@ def test_gathered_pixel_shuffle_equals_the_shuffle():
         for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, 1:], x[1:]):
             got, want = pixel_shuffle4(t), F.pixel_shuffle(t, 4)
             assert torch.equal(got, want)
-            assert got.stride() == want.stride()  # the layout too: eager and compiled steps hand on the same
+            assert got.stride() == want.stride()  # the layout too: eager and compiled steps hand on the same layout
 
 
 def test_cells_hold_each_4x4_block_of_pixels():

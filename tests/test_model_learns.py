@@ -37,16 +37,16 @@ sprites (0.44 / 0.36) and a known dark-blue background under yellow and red spri
 background pixels pays for them: 0.58 with seed 0, then 0.31 / 0.05 / 0.20, slots not binding; and the
 cross-entropy of the 0.5-valued background stops the loss from halving).
 Re-measured 2026-12-03 with today's arithmetic (seeds 0-3): sprites up to 1 px per frame and axis, 0.58 / 0.60 /
-0.61 / 0.57 on the test's clips (data seed 1), but 0.49 / 0.45 (seeds 0 / 1) on other clips (data seed 2); up
-to 1.5 px, 0.49 / 0.46 / 0.50 / 0.64. With data seed 3 no slot had bound after 300 updates, at the test's speed
-or at 1 px (loss near 0.122: the encoder's soft-argmax positions stayed near the frame's centre; traced later,
-with model seed 0 at the test's speed, they left it only after ~250 updates, all three slots together, their
-largest mask values rising from 0.17 to 0.31-0.41 by update 300), so a bar of 0.5 would hold for these clips,
-not for the model. Also measured (a later session the same day): two warm-up
-calls on each clip's first frame, as `loci train` and `loci eval` start a sequence (the tiny config's
-`warmup_calls`), 0.46 / 0.24 (seeds 0 / 1); with the slower sprites too, 0.54 / 0.49 on data seed 2 and 0.00 /
-0.45 on data seed 3 (seed 0 bound no slot); training on 8 fixed clips and scoring on those same clips, 0.34 /
-0.40 / 0.51 / 0.41 (seeds 0-3), so the gap is not one of seeing too few clips.
+0.61 / 0.57 on the test's clips (data seed 1), but 0.49 / 0.45 (seeds 0 / 1) on other clips (data seed 2); up to
+1.5 px, 0.49 / 0.46 / 0.50 / 0.64. With data seed 3 no slot had bound after 300 updates, at the test's speed or at
+1 px (loss near 0.122: the encoder's soft-argmax positions stayed near the frame's centre; traced later, with
+model seed 0 at the test's speed, they left it only after ~250 updates, all three slots together, their largest
+mask values rising from 0.17 to 0.31-0.41 by update 300), so a bar of 0.5 would hold for these clips, not for the
+model. Also measured (a later session the same day): two warm-up calls on each clip's first frame, as `loci train`
+and `loci eval` start a sequence (the tiny config's `warmup_calls`), 0.46 / 0.24 (seeds 0 / 1); with the slower
+sprites too, 0.54 / 0.49 on data seed 2 and 0.00 / 0.45 on data seed 3 (seed 0 bound no slot); training on 8 fixed
+clips and scoring on those same clips, 0.34 / 0.40 / 0.51 / 0.41 (seeds 0-3), so the gap is not one of seeing too
+few clips.
 Why the masks spread on black: there a slot that renders black costs what the background costs, so the loss does
 not set a mask's extent beyond its sprite. A blue background (0, 0, 1) under yellow and red sprites, given to the
 model, makes it cost (measured 2026-12-03, sixth session, seeds 0-3 unless said): with the background's mask logit
