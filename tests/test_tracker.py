@@ -199,14 +199,22 @@ def test_label_image_checks_ids_and_shapes():
         label_image([e], (4, 5))
 
 
+class RecordingTracker(OnlineTracker):
+    """Keeps the model's last output, so a test can look at the soft masks behind the entities' masks."""
+
+    def _model_step(self, frame):
+        self.last, state = super()._model_step(frame)
+        return self.last, state
+
+
 @pytest.mark.slow
 def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint, fresh_compiler):
     # compile_model runs the step through Loci.compile_inference; over a few frames (float rounding has no
     # time to change a tracking decision) the entities are the eager tracker's
-    eager = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE)
+    eager = RecordingTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE)
     before = counters["stats"]["unique_graphs"]
-    compiled = OnlineTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE,
-                                             compile_model=True)
+    compiled = RecordingTracker.from_checkpoint(foreground_checkpoint, visibility_threshold=ALL_VISIBLE,
+                                                compile_model=True)
     assert compiled.model._compiled_advance is not None and eager.model._compiled_advance is None
     # both graphs (steps that re-spawn and steps that do not) are compiled before the first frame, and the
     # frames use them: no stream stalls on a compile
@@ -214,8 +222,18 @@ def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint,
     for t in range(4):
         a, b = eager.step(scene(t)), compiled.step(scene(t))
         assert [e.id for e in a] == [e.id for e in b]
+        soft = eager.last.masks[0]  # (O+1, h, w), at the scene's size
+        rounding = (soft - compiled.last.masks[0]).abs().max()
+        assert rounding < 1e-5
+        # the untrained slots' masks are near-equal over much of the frame, where rounding alone picks the
+        # winner: entity masks must agree wherever the eager winner leads by more than twice the largest
+        # difference between the two models' masks (there no rounding can change the winner)
+        top2 = soft.topk(2, dim=0).values
+        decided = (top2[0] - top2[1] > 2 * rounding).numpy()
+        print(f"step {t}: masks differ by at most {rounding:.1e}; winner decided at {decided.mean():.1%} of pixels")
+        assert decided.mean() > 0.25  # not a vacuous check: the winner is clear at a part of the frame
         for x, y in zip(a, b):
             assert np.allclose(x.position_px, y.position_px, atol=1e-2)
             assert np.allclose(x.gestalt, y.gestalt, atol=1e-4)
-            assert (x.mask != y.mask).mean() < 1e-3
+            assert (x.mask != y.mask)[decided].sum() == 0
     assert counters["stats"]["unique_graphs"] == before + 2
