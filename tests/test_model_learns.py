@@ -60,6 +60,11 @@ fixed; whether the slots bind within 300 updates stays a matter of seeds. A posi
 faster scored lower (IoU 0.02-0.37), and so did the slot initialiser at the paper's 30x rate (0.30 / 0.36 / 0.35 /
 0.35; 0.00 / 0.17 on data seed 3).
 
+On an Intel Sapphire Rapids VM (2026-12-03, seventh session; AVX-512 kernels, so other rounding) the unchanged
+test gave IoU 0.51, the best slots holding 87 % of their sprites, loss 0.128 -> 0.060, in 17 s. Model seeds 0-3:
+0.51 / 0.41 / 0.49 / 0.41 on the test's clips (data seed 1), 0.27 / 0.19 / 0.42 / 0.41 on data seed 2, and
+0.00 / 0.00 / 0.21 / 0.00 on data seed 3 (no slot bound, loss ratio ~1.0): the same picture as on the AMD VM.
+
 Training follows the original's rhythm (one optimiser step per frame, state carried and detached
 between frames, regularisers off on each clip's first call) with a plain Adam over all parameters;
 beta2 = 0.99 (the paper's slot-initialiser setting) adapts faster in a run this short than 0.999.
