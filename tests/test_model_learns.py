@@ -9,6 +9,22 @@ convolution, its skips, the encoder's first convolution) the same seeds gave 0.3
 matrix product (2026-12-03), seed 0 gave 0.42. The issue's stricter bar (IoU > 0.5) is not
 reached reliably; it is an open point of the model issue.
 
+Since 2026-12-06 the training clips start their sprites within 8 px of the frame's centre; the evaluation clips
+still start them anywhere. Why: at initialisation every slot's position is the encoder's soft-argmax over a
+nearly flat map, i.e. the centre (a clip's slots within 0.1 px of each other), and a position gets a gradient
+only where its slot's blob, a few pixels wide, overlaps a sprite. Where no early sprite crosses the centre, no
+slot binds: model seed 0 on data seed 3 kept its slots there for 250 updates (the nearest slot 18-25 px from each
+sprite, loss flat at 0.122), while on data seed 1 they were 11 px apart by update 50. Model seeds 0-3 x data
+seeds 1-6 (AMD EPYC, one thread), counting runs that meet all of the test's bars (IoU > 0.25, the best slots
+holding > 70 % of their sprites, loss below 0.6x): starting anywhere 13 of 24 (3 bound no slot), mean IoU 0.29 /
+0.33 on data seeds 1-3 / 4-6; starting near the centre 21 of 24 (every run bound, 75-99 % held), mean IoU 0.35 /
+0.38, range 0.19-0.53. The test's own run (seeds 0 / 1): 0.37, 81 % held, loss 0.123 -> 0.066. Still not above
+0.5 reliably: binding is now robust, the masks' extent (below) is not. Tried the same day, no better (data seeds
+1-3, starting anywhere): the branch scales (`alpha`) at 10x or 30x the learning rate (4 and 5 of 12 runs pass,
+mean IoU 0.28 / 0.26), the size output's bias at -3 instead of -10 (data seed 3 still unbound); and, starting
+near the centre, the blue background and compressed curriculum described below (IoU 0.02-0.52, 2-60 % held).
+The figures below were measured with sprites starting anywhere.
+
 The sprites are yellow and cyan, two lit channels each. With yellow and blue (one lit channel, so half the
 squared error and a smaller error map to spawn on), after a change to the decoder that moved its outputs by
 1e-7, the blue sprite got no slot with either seed tried (0 and 1: IoU 0.01-0.02 on blue, 0.23-0.24 in all):
@@ -82,15 +98,19 @@ H, W, SPRITE = 60, 80, 10
 COLOURS = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])  # yellow and cyan: a zero-entropy target
 
 
-def sprite_clips(n: int, steps: int, generator: torch.Generator):
+def sprite_clips(n: int, steps: int, generator: torch.Generator, start_within: float | None = None):
     """n clips of `steps` frames on black: two squares moving in straight lines, bouncing off the
-    borders. Returns frames (n, T, 3, H, W) and sprite masks (n, T, 2, H, W)."""
+    borders. They start anywhere, or within `start_within` pixels (per axis) of the frame's centre.
+    Returns frames (n, T, 3, H, W) and sprite masks (n, T, 2, H, W)."""
     frames = torch.zeros(n, steps, 3, H, W)
     masks = torch.zeros(n, steps, 2, H, W, dtype=torch.bool)
     limit = torch.tensor([H - SPRITE, W - SPRITE], dtype=torch.float32)
     for i in range(n):
         for k in range(2):
-            position = torch.rand(2, generator=generator) * limit
+            if start_within is None:
+                position = torch.rand(2, generator=generator) * limit
+            else:
+                position = limit / 2 + (torch.rand(2, generator=generator) - 0.5) * 2 * start_within
             velocity = (torch.rand(2, generator=generator) - 0.5) * 6
             for t in range(steps):
                 r, c = position.round().int().tolist()
@@ -114,7 +134,8 @@ def test_tiny_model_learns_two_sprites(repo_root, one_thread):
     data = torch.Generator().manual_seed(1)
     batch, steps, updates, losses = 4, 12, 300, []
     while len(losses) < updates:
-        frames, _ = sprite_clips(batch, steps + 1, data)
+        # starting near the centre, where every slot sits before it has learnt to move (see above)
+        frames, _ = sprite_clips(batch, steps + 1, data, start_within=8)
         state = model.initial_state(batch)
         for t in range(steps):
             out, state = model.step(frames[:, t], state, background, Ramps.full(), data)
