@@ -134,7 +134,14 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 16
     clip_len: int | None = None
-    """frames per training sequence; null = whole videos"""
+    """frames per training sequence; null = whole videos (the paper: one state per 301-frame video)"""
+    window_share: float = 0.0
+    """share of batches that are windows of window_len frames starting shortly before the snitch goes
+    under a cone (instead of clip_len sequences): more containment-carry-reveal events per update"""
+    window_len: int = 96
+    """frames per window (a hide-carry-reveal spell lasts 37-74+ frames)"""
+    window_lead: int = 12
+    """a window starts up to this many frames before the containment it is drawn for"""
     warmup_calls: int = 10
     """calls on the first frame before each sequence (the original's 'teacher_forcing'); the
     regularisers are off during them"""
@@ -316,6 +323,11 @@ def _validate(cfg: LociConfig) -> LociConfig:
                           f"{ENCODER_INPUTS} (the encoder's input channels) for level 2")
     if cfg.train.clip_len is not None and cfg.train.clip_len < 2:
         raise ConfigError(f"train.clip_len must be >= 2 frames or null, got {cfg.train.clip_len}")
+    if not 0.0 <= cfg.train.window_share <= 1.0:
+        raise ConfigError(f"train.window_share must be in [0, 1], got {cfg.train.window_share}")
+    if cfg.train.window_len < 2 or cfg.train.window_lead < 0:
+        raise ConfigError(f"train.window_len must be >= 2 and train.window_lead >= 0, got "
+                          f"{cfg.train.window_len} / {cfg.train.window_lead}")
     if cfg.train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {cfg.train.lr_schedule!r}")
     if not 0.0 <= cfg.train.lr_final_factor <= 1.0:

@@ -72,9 +72,15 @@ def temporal_consistency_loss(prev_appearance_logits: torch.Tensor, appearance_l
     return (activity[..., None, None, None] * (before - after).square()).mean()
 
 
-def snitch_loss(snitch: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the snitch read-out (p_row, p_col) against the projected truth. (B, 2)."""
-    return F.mse_loss(snitch, target)
+def snitch_loss(snitch: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of the snitch read-out (p_row, p_col) against the projected truth, (B, 2), over
+    the targets that are `known` (B,) bool: a snitch hidden since its sequence began cannot be located from
+    the sequence, and training on it teaches the read-out to hedge."""
+    error = (snitch - target).square().mean(-1)                               # (B,)
+    if known is None:
+        return error.mean()
+    weight = known.to(error.dtype)
+    return (error * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 @dataclass
@@ -94,12 +100,13 @@ class LossTerms:
 
 def loci_loss(out, next_frame: torch.Tensor, background: torch.Tensor, train: TrainConfig,
               background_fade: float, colour_bias: float, snitch_target: torch.Tensor | None = None,
-              regularize: bool = True) -> LossTerms:
+              snitch_known: torch.Tensor | None = None, regularize: bool = True) -> LossTerms:
     """All terms of one step, weighted by `train`.
 
     out: the model's StepOutput; next_frame (B, 3, H, W) the frame the output predicts; background the
     raw background image; background_fade the current Ramps.background; colour_bias model.colour_bias;
-    snitch_target (B, 2) or None; regularize False during warm-up calls."""
+    snitch_target (B, 2) or None, snitch_known (B,) which of them count (None: all); regularize False
+    during warm-up calls."""
     zero = out.prediction.new_zeros(())
     image = image_loss(out.prediction, next_frame, background, background_fade, train.foreground_threshold)
     position = object_term = time = snitch = zero
@@ -111,7 +118,7 @@ def loci_loss(out, next_frame: torch.Tensor, background: torch.Tensor, train: Tr
         time = temporal_consistency_loss(out.prev_appearance_logits, out.appearance_logits, out.prev_position,
                                          out.position, out.activity, colour_bias)
     if snitch_target is not None and out.snitch is not None:
-        snitch = snitch_loss(out.snitch, snitch_target)
+        snitch = snitch_loss(out.snitch, snitch_target, snitch_known)
     total = (image + train.position_regularizer * train.position_factor * position
              + train.object_regularizer * object_term + train.time_regularizer * train.time_factor * time
              + train.supervision_factor * snitch)

@@ -169,10 +169,10 @@ def _state_from_data(data, device) -> LociState | None:
 
 
 def _collate(items: list[dict]) -> dict:
-    """Only what training needs: frames (B, T, 3, H, W) uint8, background (B, 3, H, W), snitch (B, T, 2)."""
-    return {"frames": torch.stack([it["frames"] for it in items]),
-            "background": torch.stack([it["background"] for it in items]),
-            "snitch_screen": torch.stack([it["snitch_screen"] for it in items])}
+    """Only what training needs: frames (B, T, 3, H, W) uint8, background (B, 3, H, W), snitch (B, T, 2),
+    snitch_known (B, T) bool (the snitch was seen in the sequence by then)."""
+    return {key: torch.stack([it[key] for it in items])
+            for key in ("frames", "background", "snitch_screen", "snitch_known")}
 
 
 def training_background(root: Path, size: tuple[int, int]) -> torch.Tensor:
@@ -219,6 +219,9 @@ class Trainer:
         self.optimisers = LociOptimisers(self.model, tc)
         self.dataset = CaterVideos(self.data_root, split=split, size=self.model.resolution,
                                    clip_len=tc.clip_len, seed=tc.seed)
+        self.windows = CaterVideos(self.data_root, split=split, size=self.model.resolution,
+                                   clip_len=tc.window_len, clip_start="containment", seed=tc.seed,
+                                   lead=tc.window_lead)
         per_epoch = len(self.dataset) // (tc.batch_size * ddp.world)
         if per_epoch == 0:
             raise TrainError(f"{self.data_root}: the {split} split has {len(self.dataset)} videos, "
@@ -235,6 +238,7 @@ class Trainer:
         self.log_sums: dict[str, float] = {}
         self.log_count = 0
         self.stop_signal: int | None = None
+        self.deadline: float | None = None  # time.monotonic() at which a time-boxed run checkpoints and ends
         self._batch: dict | None = None
         self._batch_key: tuple[int, int] | None = None
 
@@ -282,16 +286,23 @@ class Trainer:
         b = self.cfg.train.batch_size
         return [order[i:i + b] for i in range(0, len(order) - b + 1, b)]
 
+    def is_window_batch(self, epoch: int, batch: int) -> bool:
+        """Whether a batch holds containment windows instead of clip_len sequences: a draw of its own per
+        (seed, epoch, batch), so a resumed run makes the same choices."""
+        share = self.cfg.train.window_share
+        draw = np.random.default_rng(np.random.SeedSequence([self.cfg.train.seed, epoch, batch, 1])).random()
+        return share > 0 and draw < share
+
     def _load_batch(self) -> dict:
-        """The batch at the current position (kept while its sequence runs)."""
+        """The batch at the current position (kept while its sequence runs): B sequences of equal length,
+        stepped in lockstep with one state each."""
         key = (self.pos.epoch, self.pos.batch)
         if self._batch_key != key:
-            self.dataset.set_epoch(self.pos.epoch)
+            source = self.windows if self.is_window_batch(*key) else self.dataset
+            source.set_epoch(self.pos.epoch)
             indices = self._epoch_batches(self.pos.epoch)[self.pos.batch]
-            batch = _collate([self.dataset[i] for i in indices])
-            self._batch = {"frames": batch["frames"].to(self.device),
-                           "background": batch["background"].to(self.device),
-                           "snitch_screen": batch["snitch_screen"].to(self.device)}
+            batch = _collate([source[i] for i in indices])
+            self._batch = {k: v.to(self.device) for k, v in batch.items()}
             self._batch_key = key
         return self._batch
 
@@ -326,7 +337,8 @@ class Trainer:
         if bool(torch.isfinite(out.prediction).all()):  # the image loss rejects NaN inputs outright
             snitch_target = batch["snitch_screen"][:, t_out] if out.snitch is not None else None
             terms = loci_loss(out, target, batch["background"], tc, ramps.background,
-                              self.cfg.model.colour_bias, snitch_target=snitch_target, regularize=not warm)
+                              self.cfg.model.colour_bias, snitch_target=snitch_target,
+                              snitch_known=batch["snitch_known"][:, t_out], regularize=not warm)
         finite = torch.tensor(float(terms is not None and bool(torch.isfinite(terms.total.detach()))),
                               device=self.device)
         if self.dist.active:
@@ -421,11 +433,15 @@ class Trainer:
             print(f"loci train: parameters identical on all {self.dist.world} processes "
                   f"(sha256 {total[:16]})", file=sys.stderr)
 
-    def _stop_requested(self) -> bool:
-        flag = torch.tensor(0.0 if self.stop_signal is None else 1.0, device=self.device)
+    def _stop_requested(self) -> float:
+        """0: go on; 1: the time box is spent; 2: a signal asked to stop (the largest over processes)."""
+        flag = 2.0 if self.stop_signal is not None else 0.0
+        if flag == 0 and self.deadline is not None and time.monotonic() >= self.deadline:
+            flag = 1.0
+        flag = torch.tensor(flag, device=self.device)
         if self.dist.active:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return flag.item() > 0
+        return flag.item()
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum
@@ -447,13 +463,15 @@ class Trainer:
         rate = 0.0
         try:
             while self.stage_updates < total:
-                if self._stop_requested():
+                stop = self._stop_requested()
+                if stop:
                     path = self.save()
                     if self.dist.main:
                         bar.close()
-                        print(f"loci train: stopped by signal at update {self.global_step}; checkpoint "
+                        why = "by signal" if stop > 1 else "at the end of its time box (--max-minutes)"
+                        print(f"loci train: stopped {why} at update {self.global_step}; checkpoint "
                               f"{path}; continue with: loci train --resume {self.run.path}", file=sys.stderr)
-                    return EXIT_INTERRUPTED
+                    return EXIT_INTERRUPTED if stop > 1 else 0
                 values = self.update()
                 if values is None:
                     if self.dist.main:
@@ -501,6 +519,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--updates", type=int, metavar="N", help="stage length (overrides train.updates)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="time box: after M minutes of training, write a checkpoint and end (exit 0); "
+                        "continue later with --resume")
     p.add_argument("--split", default="train", help="data split to train on: train | test | all")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -561,6 +582,10 @@ def run(args) -> int:
     try:
         ddp, device = _init_distributed(args.device)
         trainer = _setup(args, ddp, device)
+        if args.max_minutes is not None:
+            if args.max_minutes <= 0:
+                raise TrainError(f"--max-minutes must be positive, got {args.max_minutes}")
+            trainer.deadline = time.monotonic() + 60.0 * args.max_minutes
         code = trainer.train()
         if ddp.active:
             # no process tears the process group down while another still works (rank 0 writes the last

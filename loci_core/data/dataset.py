@@ -12,6 +12,9 @@ Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_obj
     label             int     6x6 class of the snitch at the video's last frame (CATER's label)
     clip_label        int     6x6 class at the clip's last frame;  start  int  first frame of the clip
     contained         bool    (T,) the snitch is under a cone (physical, see trajectory.py)
+    snitch_known      bool    (T,) the snitch was seen at some frame of the clip up to this one, so its
+                              position there is knowable from the clip alone (visible per the ground-truth
+                              states; without them: not contained)
     name              str
     num_objects       int;  object_world float32 (T, K, 3);  object_screen float32 (T, K, 2)
     object_shape      int64 (K,) index into scene.ALL_SHAPES (-1 = padding);  object_size float32 (K,) sized
@@ -41,6 +44,7 @@ from loci_core.data.trajectory import containers
 MAX_OBJECTS = S.MAX_OBJECTS
 CACHE_FORMAT = 1
 MEDIAN_FRAMES = 32
+VISIBLE_STATE = 0  # object_states: 0 visible 1 occluded 2 contained 3 carried
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
@@ -63,6 +67,7 @@ class CaterVideos(torch.utils.data.Dataset):
         clip_len: int | None = None,
         clip_start: str | int = "random",
         seed: int = 0,
+        lead: int = 12,
         cache_dir: str | Path | None = None,
         with_extras: bool = True,
     ):
@@ -72,9 +77,10 @@ class CaterVideos(torch.utils.data.Dataset):
         self.entries = reader.read_split(self.root, split)
         self.size = (int(size[0]), int(size[1]))
         self.clip_len = clip_len
-        if not (clip_start in ("random", "fixed") or isinstance(clip_start, int)):
-            raise ValueError(f"clip_start must be 'random', 'fixed' or an int, got {clip_start!r}")
+        if not (clip_start in ("random", "fixed", "containment") or isinstance(clip_start, int)):
+            raise ValueError(f"clip_start must be 'random', 'fixed', 'containment' or an int, got {clip_start!r}")
         self.clip_start = clip_start
+        self.lead = int(lead)
         self.seed = int(seed)
         self.epoch = 0
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
@@ -163,12 +169,17 @@ class CaterVideos(torch.utils.data.Dataset):
         return np.median(frames[pick], axis=0).astype(np.uint8).transpose(1, 2, 0)
 
     # ---- items ----------------------------------------------------------------------------------
-    def _clip_range(self, index: int, t_count: int) -> tuple[int, int]:
+    def _clip_range(self, index: int, sc: S.Scene) -> tuple[int, int]:
+        t_count = sc.num_frames
         if self.clip_len is None or self.clip_len >= t_count:
             return 0, t_count
         room = t_count - self.clip_len
-        if self.clip_start == "random":
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        onsets = self._containment_onsets(sc) if self.clip_start == "containment" else []
+        if len(onsets):
+            # a window that sees the snitch go under a cone, and then as much carrying as fits
+            start = min(max(int(rng.choice(onsets)) - int(rng.integers(0, self.lead + 1)), 0), room)
+        elif self.clip_start in ("random", "containment"):
             start = int(rng.integers(0, room + 1))
         elif self.clip_start == "fixed":
             start = room  # the clip that ends on the labelled last frame
@@ -176,11 +187,17 @@ class CaterVideos(torch.utils.data.Dataset):
             start = min(max(int(self.clip_start), 0), room)
         return start, start + self.clip_len
 
+    @staticmethod
+    def _containment_onsets(sc: S.Scene) -> np.ndarray:
+        """Frames at which the snitch goes under a cone."""
+        inside = containers(sc)[sc.snitch_index] >= 0
+        return np.flatnonzero(inside[1:] & ~inside[:-1]) + 1
+
     def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
         name = entry.name
         sc = self.scene(name)
-        t0, t1 = self._clip_range(index, sc.num_frames)
+        t0, t1 = self._clip_range(index, sc)
         k_count = len(sc.objects)
         if k_count > MAX_OBJECTS:
             raise reader.CaterFormatError(f"{name}: {k_count} objects, at most {MAX_OBJECTS} supported")
@@ -224,6 +241,10 @@ class CaterVideos(torch.utils.data.Dataset):
                 f"but its scene gives {item['label']}"
             )
         gt = self.ground_truth(name)
+        seen = ~item["contained"].numpy()
+        if gt is not None:
+            seen = gt["states"][t0:t1, snitch] == VISIBLE_STATE
+        item["snitch_known"] = torch.from_numpy(np.maximum.accumulate(seen))
         if gt is not None:
             item["instance_ids"] = torch.from_numpy(np.array(gt["ids"][t0:t1]))
             item["object_states"] = torch.from_numpy(
