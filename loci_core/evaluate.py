@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
-from .camera import CATER_Z0, DEFAULT_GRID, ProjectiveCamera, class_centres
+from . import metrics, snitch_rules
+from .camera import CATER_Z0, DEFAULT_GRID, ProjectiveCamera, class_centres, grid_class
 
 CELL_COLS = DEFAULT_GRID
 
@@ -51,7 +51,8 @@ def evaluate_tracks(pred_labels: np.ndarray, item: dict, pred_positions: np.ndar
     pred_positions (T', E, 2) (p_row, p_col) per entity (NaN where an entity has none); without
     them an entity's position is the centroid of its mask. `item` is a CaterVideos item with the
     ground-truth extras (instance_ids, object_states, object_screen, num_objects).
-    Returns {"mot": motmetrics accumulator, "fg_ari", "miou", "position": by-state errors}.
+    Returns {"mot": motmetrics accumulator, "fg_ari", "miou", "track": (T', K) entity tracking each
+    object (metrics.tracked_entities), "position": by-state errors}.
     """
     if "instance_ids" not in item:
         raise EvalError(f"{item.get('name', 'video')}: no ground-truth masks (ground_truth/ missing)")
@@ -67,7 +68,7 @@ def evaluate_tracks(pred_labels: np.ndarray, item: dict, pred_positions: np.ndar
         pred_positions = centroids(pred_labels)
     track = metrics.tracked_entities(gt, pred_labels, states)
     return {"mot": metrics.mot_accumulator(gt, pred_labels), "fg_ari": metrics.fg_ari(gt, pred_labels),
-            "miou": metrics.matched_miou(gt, pred_labels),
+            "miou": metrics.matched_miou(gt, pred_labels), "track": track,
             "position": metrics.position_error_by_state(gt_pos, states, track, pred_positions, gt.shape[1:])}
 
 
@@ -111,6 +112,8 @@ class VideoRun:
     labels: np.ndarray          # (T-1, H, W) int16 slot label maps (argmax of the masks)
     positions: np.ndarray       # (T-1, O, 2) predicted (p_row, p_col)
     snitch: np.ndarray | None   # (T-1, 2) read-out or None
+    visibility: np.ndarray      # (T-1, O) each slot's largest mask value
+    snitch_weights: np.ndarray | None = None  # (T-1, O) the read-out's weight of each slot, or None
     extras: dict = field(default_factory=dict)
 
 
@@ -128,19 +131,23 @@ def run_loci(model, items: list[dict], warmup_calls: int, device, on_step=None) 
     first = frames[:, 0].float() / 255.0
     for _ in range(warmup_calls):
         _, state = model.step(first, state, background)
-    labels, positions, snitch = [], [], []
+    labels, positions, visibility, snitch, weights = [], [], [], [], []
     for t in range(T - 1):
         frame = frames[:, t].float() / 255.0
         out, state = model.step(frame, state, background)
         labels.append(metrics.label_map_from_masks(out.masks.cpu().numpy()).astype(np.int16))
         positions.append(out.position[..., :2].cpu().numpy())
+        visibility.append(out.visibility.float().cpu().numpy())
         if out.snitch is not None:
             snitch.append(out.snitch.cpu().numpy())
+            weights.append(out.snitch_weights.float().cpu().numpy())
         if on_step is not None:
             on_step(t, frame, out)
-    labels, positions = np.stack(labels, 1), np.stack(positions, 1)          # (B, T-1, ...)
-    snitch = np.stack(snitch, 1) if snitch else None
-    return [VideoRun(labels[b], positions[b], None if snitch is None else snitch[b]) for b in range(B)]
+    labels, positions, visibility = np.stack(labels, 1), np.stack(positions, 1), np.stack(visibility, 1)
+    snitch = np.stack(snitch, 1) if snitch else None                         # (B, T-1, ...)
+    weights = np.stack(weights, 1) if weights else None
+    return [VideoRun(labels[b], positions[b], None if snitch is None else snitch[b], visibility[b],
+                     None if weights is None else weights[b]) for b in range(B)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +182,34 @@ def _screen_to_world(screen: np.ndarray, cameras: np.ndarray) -> np.ndarray:
 
 
 BEST_SLOT = "best Loci slot (oracle)"
+TOP_SLOT = "loci, top slot"
+CARRIED = "loci, sticky slot + carrier following"
+CARRIED_CELLS = 2
+"""the node's bar: a carried snitch's entity is published within this many grid cells (L1) of the truth"""
+
+
+def _count_carried(counts: dict, item: dict, track: np.ndarray, own: np.ndarray, followed: np.ndarray) -> None:
+    """Add one video's carried-snitch frames: is the entity tracking the snitch published within
+    CARRIED_CELLS of the truth, with carrier following and with the model's own positions?"""
+    k = int(item["num_objects"])
+    snitch = int(np.flatnonzero(_np(item["object_shape"])[:k] == _spl_index())[0])
+    carried = np.flatnonzero(_np(item["object_states"])[1:, snitch] == metrics.CARRIED_STATE)
+    if not len(carried):
+        return
+    cameras, truth = _np(item["camera"])[1:][carried], _np(item["snitch_world"])[1:][carried]
+    entity = track[carried, snitch]
+    counts["frames"] += len(carried)
+    for key, positions in ((CARRIED, followed), ("model position", own)):
+        screen = positions[carried, np.maximum(entity, 0)]
+        world = _screen_to_world(screen, cameras)
+        near = metrics.grid_l1(grid_class(world), grid_class(truth), CELL_COLS) <= CARRIED_CELLS
+        counts[key] += int((near & (entity >= 0)).sum())
+
+
+def _carried_summary(counts: dict) -> dict:
+    n = counts["frames"]
+    return {"frames": n, "within_cells": CARRIED_CELLS,
+            **{key: (counts[key] / n if n else None) for key in (CARRIED, "model position")}}
 
 
 @dataclass(frozen=True)
@@ -184,10 +219,18 @@ class VideoEnd:
     label: int                # the snitch's grid cell at the last frame
     snitch_world: np.ndarray  # (3,) the snitch's world position at the last frame
     contained: bool           # the snitch ends inside a container
+    name: str = ""
+    state: str | None = None  # the snitch's state in the last frame (metrics.STATE_NAMES), if known
 
     @classmethod
     def of(cls, item: dict) -> VideoEnd:
-        return cls(int(item["label"]), _np(item["snitch_world"])[-1], bool(_np(item["contained"])[-1]))
+        state = None
+        if "object_states" in item:
+            k = int(item["num_objects"])
+            snitch = int(np.flatnonzero(_np(item["object_shape"])[:k] == _spl_index())[0])
+            state = metrics.STATE_NAMES[int(_np(item["object_states"])[-1, snitch])]
+        return cls(int(item["label"]), _np(item["snitch_world"])[-1], bool(_np(item["contained"])[-1]),
+                   str(item.get("name", "")), state)
 
 
 class _Method:
@@ -210,6 +253,14 @@ class _Method:
         self.step_l2.append(np.linalg.norm(world - truth, axis=1))
         self.since.append(metrics.frames_since_contained(_np(item["contained"]))[frames])
 
+    def rankings(self) -> np.ndarray | None:
+        """(N, C) every video's grid cells, the method's answer first."""
+        if self.ranked:
+            return np.stack(self.ranked)
+        if self.final_xy:
+            return metrics.nearest_cells(np.stack(self.final_xy), class_centres(CELL_COLS), k=CELL_COLS ** 2)
+        return None
+
     def cater(self, ends: list[VideoEnd]) -> dict | None:
         labels = np.array([e.label for e in ends])
         truth = np.stack([e.snitch_world for e in ends])
@@ -225,6 +276,11 @@ class _Method:
             first = metrics.nearest_cells(np.stack(self.final_xy), class_centres(CELL_COLS), k=1)[:, 0]
         else:
             return None
+        # standard errors over videos: what a difference between two rows must exceed to mean something
+        ranking = self.rankings()
+        out["top1_se"] = _standard_error(ranking[:, 0] == labels)
+        out["top5_se"] = _standard_error((ranking[:, :5] == labels[:, None]).any(1))
+        out["l1_se"] = _standard_error(metrics.grid_l1(ranking[:, 0], labels, CELL_COLS))
         # Snitches that end inside a container are the hard part of CATER: only a tracker that follows the
         # container finds them. Top-1 for those and for the rest tells where a method fails.
         hit = first == labels
@@ -238,6 +294,28 @@ class _Method:
         if not self.step_l2:
             return None
         return metrics.bin_by_containment(np.concatenate(self.step_l2), np.concatenate(self.since))
+
+
+def _standard_error(values: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def per_video(methods: dict, ends: list[VideoEnd]) -> list[dict]:
+    """Every video's ending and every method's answer (a world point where it has one, and its ranking of
+    the grid cells), for re-scoring and inspecting failures with other tools."""
+    rankings = {name: m.rankings() for name, m in methods.items()}
+    rows = []
+    for i, end in enumerate(ends):
+        answers = {}
+        for name, m in methods.items():
+            if rankings[name] is None:
+                continue
+            world = [float(v) for v in m.final_xy[i]] if m.final_xy else None
+            answers[name] = {"world_xy": world, "ranking": [int(c) for c in rankings[name][i]]}
+        rows.append({"name": end.name, "label": end.label, "snitch_world": [float(v) for v in end.snitch_world],
+                     "contained_at_end": end.contained, "state_at_end": end.state, "answers": answers})
+    return rows
 
 
 def video_set_id(names: list[str]) -> str:
@@ -255,7 +333,8 @@ def default_batch(level: int, device: str) -> int:
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | None = None,
              videos: int | None = None, out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
-             progress: bool = True, baselines: bool = True, compile_model: bool = False) -> dict:
+             progress: bool = True, baselines: bool = True, compile_model: bool = False,
+             visibility_threshold: float = 0.5, carrier_radius: float = 0.25) -> dict:
     """Run the whole evaluation; returns the results dict (also written to out_dir). Without
     `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint).
     `batch` None: `default_batch` for the model's level and the device. `compile_model`: run the model
@@ -282,9 +361,10 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     if compile_model:  # for the batch sizes this run has (a smaller last batch compiles now, not mid-run)
         model.compile_inference(batch_size=[min(batch, n)] + ([n % batch] if n > batch and n % batch else []))
 
-    methods = {name: _Method(name) for name in ("loci", BEST_SLOT, "last seen (oracle)", "classical tracker",
-                                                "chance")}
-    loci_m, best_m, last_m, classic_m, chance_m = methods.values()
+    methods = {name: _Method(name) for name in ("loci", TOP_SLOT, CARRIED, BEST_SLOT, "last seen (oracle)",
+                                                "classical tracker", "chance")}
+    loci_m, top_m, carried_m, best_m, last_m, classic_m, chance_m = methods.values()
+    carried_frames = {"frames": 0, CARRIED: 0, "model position": 0}
     tracker = ClassicalTracker()
     bar = tqdm(total=n, unit="video", desc="eval", disable=not progress)
     snitch_off = cfg.model.snitch == "off"
@@ -296,20 +376,30 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
         if len({it["frames"].shape for it in chunk}) != 1:
             raise EvalError("videos of different lengths in one batch; use --batch 1")
         for it, res in zip(chunk, run_loci(model, chunk, cfg.train.warmup_calls, device)):
+            followed = res.positions
             if res.snitch is not None:
                 loci_m.add_snitch(res.snitch, it)
+                top_m.add_snitch(snitch_rules.top_slot(res.snitch_weights, res.positions), it)
+                answers, followed = snitch_rules.sticky_carried(res.snitch_weights, res.positions,
+                                                                res.visibility >= visibility_threshold,
+                                                                carrier_radius)
+                carried_m.add_snitch(answers, it)
             best_m.add_world(best_slot_track(res.positions, it), it)
             if has_gt:
-                loci_m.tracks.append(evaluate_tracks(res.labels, it, res.positions))
+                tracks = evaluate_tracks(res.labels, it, res.positions)
+                loci_m.tracks.append(tracks)
+                _count_carried(carried_frames, it, tracks["track"], res.positions, followed)
             if baselines:
                 _score_baselines(it, has_gt, tracker, last_m, classic_m)
             bar.update()
     bar.close()
     if baselines:
         train_labels = [e.label for e in read_split(data, "train") if e.label is not None and e.label >= 0]
-        chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n))
+        chance_m.ranked = list(chance_ranking(train_labels or [0], CELL_COLS * CELL_COLS, n,
+                                                     k=CELL_COLS * CELL_COLS))
 
     results = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "videos": n,
+               "carried_snitch": _carried_summary(carried_frames) if has_gt else None,
                "video_set": video_set_id([e.name for e in dataset.entries[:n]]),
                "resolution": list(model.resolution), "snitch_readout": cfg.model.snitch,
                "tracking_ground_truth": has_gt, "cater": {}, "tracking": {}, "l2_by_containment": {}}
@@ -328,6 +418,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
     if snitch_off:
         results["notes"] += ["the checkpoint has no snitch read-out (model.snitch = off): "
                             "no CATER numbers for Loci"]
+    results["per_video"] = per_video(methods, ends)
     if out_dir is not None:
         _write(results, Path(out_dir))
     return results
@@ -386,9 +477,16 @@ def markdown(results: dict) -> str:
               "| method | top-1 % | top-5 % | L1 (cells) | L2 (world) | top-1 % contained at end | top-1 % free |",
               "|---|---|---|---|---|---|---|"]
     for name, r in results["cater"].items():
-        lines.append(f"| {name} | {_f(r['top1'], 1, 100)} | {_f(r['top5'], 1, 100)} | {_f(r['l1'], 2)} | "
+        lines.append(f"| {name} | {_pm(r, 'top1', 1, 100)} | {_pm(r, 'top5', 1, 100)} | {_pm(r, 'l1', 2)} | "
                      f"{_f(r.get('l2'), 2)} | {_f(r.get('top1_contained_at_end'), 1, 100)} | "
                      f"{_f(r.get('top1_free_at_end'), 1, 100)} |")
+    lines.append("\n± one standard error over videos.")
+    carried = results.get("carried_snitch")
+    if carried and carried["frames"]:
+        lines.append(f"\nCarried snitch ({carried['frames']} frames in which a cone carries it): the entity "
+                     f"tracking it is within {carried['within_cells']} grid cells (L1) of the truth in "
+                     f"{_f(carried[CARRIED], 1, 100)} % of them with carrier following (the tracker's and the "
+                     f"node's default), {_f(carried['model position'], 1, 100)} % at the model's own position.")
     for note in results.get("notes", []):
         lines.append(f"\nNote: {note}")
     if results["tracking"]:
@@ -408,9 +506,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _pm(row: dict, key: str, digits: int, scale: float = 1.0) -> str:
+    se = row.get(f"{key}_se")
+    text = _f(row[key], digits, scale)
+    return text if se is None or not np.isfinite(se) else f"{text} ± {_f(se, digits, scale)}"
+
+
 def _write(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    summary = {k: v for k, v in results.items() if k != "per_video"}
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
+    (out / "videos.json").write_text(json.dumps(results["per_video"], indent=1, default=float))
     (out / "results.md").write_text(markdown(results) + "\n")
     if results["l2_by_containment"]:
         metrics.plot_binned_l2(results["l2_by_containment"], out / "l2_by_containment.png")
@@ -454,6 +560,7 @@ def run(args) -> int:
         print(f"loci eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown(results))
-    print(f"\nwritten to {out}/ (results.json, results.md, l2_by_containment.png)", file=sys.stderr)
+    print(f"\nwritten to {out}/ (results.json, results.md, videos.json: every video's answers, "
+          "l2_by_containment.png)", file=sys.stderr)
     return 0
 

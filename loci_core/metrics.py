@@ -23,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 # Object states as stored in ground_truth/<name>.npz (H2's generator).
 STATE_NAMES = ("visible", "occluded", "contained", "carried")
 VISIBLE = 0
+CARRIED_STATE = 3
 
 # Lower edges of the frames-since-contained bins of the per-step L2 plot: not contained, then up to
 # 1 s, 1-3 s, 3-6 s and more than 6 s of continuous containment at CATER's 24 fps.

@@ -63,6 +63,8 @@ class StepOutput:
     """(B, O) largest mask value of each slot in the prediction (v)"""
     snitch: torch.Tensor | None
     """(B, 2) snitch (p_row, p_col) read-out, or None when model.snitch is 'off'"""
+    snitch_weights: torch.Tensor | None
+    """(B, O) how much each slot counts in the read-out (sums to 1), or None when model.snitch is 'off'"""
     encoded_position: torch.Tensor
     """(B, O, 3) the encoder's estimate of each slot's position in the *input* frame"""
     appearance_logits: torch.Tensor
@@ -284,7 +286,7 @@ class Loci(nn.Module):
         out = StepOutput(
             prediction=prediction, masks=new_masks,
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
-            snitch=new["snitch"], encoded_position=new["encoded_position"],
+            snitch=new["snitch"], snitch_weights=new["snitch_weights"], encoded_position=new["encoded_position"],
             appearance_logits=appearance,
             prev_appearance_logits=new["prev_appearance"], memory_appearance_logits=memory_appearance,
             prev_position=new["prev_position"].detach(), activity=activity, error=new["error"],
@@ -394,5 +396,6 @@ class Loci(nn.Module):
         return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
                     visibility=visibility, error=error, prediction=prediction, appearance=appearance,
                     prev_appearance=prev_appearance, prev_position=position,
-                    encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"], openings=pred["openings"],
+                    encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"],
+                    snitch_weights=pred["snitch_weights"], openings=pred["openings"],
                     hidden=pred["hidden"], traces=pred["traces"])

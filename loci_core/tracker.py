@@ -10,6 +10,11 @@ Background: the model renders the static background from an image. We take, in t
 frame after each `reset()`. The first-frame fallback is what a static robot camera has without a recorded
 empty scene; objects standing still in that first frame then count as background until they move.
 
+Hidden entities follow their carrier (`follow_carriers`, on by default; loci_core/carrier.py): when an
+entity goes hidden next to a visible one (a cone lowered over it, an object passing in front), its published
+position moves with that entity until it is seen again. The model's own position of a hidden slot moves only
+as far as its training taught it to.
+
 Timing: Loci predicts the next frame, so the masks and positions reported for frame t are the model's
 estimates produced while processing frame t (its prediction for t+1). That is what the original uses for
 read-outs too, and it is one frame ahead of the image rather than one frame behind it.
@@ -24,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from loci_core import carrier
 from loci_core.camera import CATER_Z0, PinholeCamera, ProjectiveCamera, pixel_to_screen
 
 # A gestalt code entry counts as bit 1 above this (the bottleneck pushes entries towards 0 or 1).
@@ -62,7 +68,9 @@ class Entity:
     """(x, y) on the ground plane of the camera model, if the tracker has one (None also where the slot's
     ray misses the plane, e.g. above a pinhole camera's horizon)"""
     position_norm: tuple[float, float] = field(default=(0.0, 0.0))
-    """(p_row, p_col) in [-1, 1], the model's own screen coordinates (-1 = top / left)"""
+    """(p_row, p_col) in [-1, 1] of `position_px` in the model's screen coordinates (-1 = top / left)"""
+    carrier: int | None = None
+    """while hidden: the id of the entity it moves with (see `OnlineTracker`), else None"""
 
     @property
     def bbox_center_size(self) -> tuple[float, float, float, float]:
@@ -94,7 +102,7 @@ class OnlineTracker:
                  background: np.ndarray | None = None, camera: ProjectiveCamera | PinholeCamera | None = None,
                  ground_height: float | None = None,
                  visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0,
-                 compile_model: bool = False):
+                 compile_model: bool = False, follow_carriers: bool = True, carrier_radius: float = 0.25):
         self.model = model.to(device).eval()
         if compile_model:  # Loci.compile_inference: about a minute on a CPU (seconds from TorchInductor's cache)
             self.model.compile_inference(batch_size=1)
@@ -103,6 +111,8 @@ class OnlineTracker:
         self.camera = camera
         self.ground_height = default_ground_height(camera) if ground_height is None else float(ground_height)
         self.visibility_threshold = float(visibility_threshold)
+        self.follow_carriers = bool(follow_carriers)
+        self.carrier_radius = float(carrier_radius)  # screen units: the frame spans [-1, 1] each way
         self.warmup_calls = cfg.train.warmup_calls if warmup_calls is None else int(warmup_calls)
         self.seed = int(seed)
         self.resolution: tuple[int, int] = tuple(model.resolution)
@@ -134,6 +144,7 @@ class OnlineTracker:
         self._background = self._fixed_background
         self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self._was_visible = np.zeros(self.num_slots, bool)
+        self._carriers = carrier.CarrierState.initial(self.num_slots)
         self._last_box_size = np.full((self.num_slots, 2), np.nan)  # (width, height) in input pixels
         self._input_shape = None
         self.frames = 0
@@ -200,6 +211,12 @@ class OnlineTracker:
 
         # Slot centre: model pixel coordinate of the Gaussian's grid, mapped through the resize.
         p_row, p_col, s = position[:, 0].clip(-1, 1), position[:, 1].clip(-1, 1), position[:, 2].clip(0, 1)
+        carried_by = np.full(self.num_slots, carrier.NO_CARRIER)
+        if self.follow_carriers:
+            followed, self._carriers = carrier.follow(self._carriers, np.stack([p_row, p_col], 1), visible,
+                                                      self.carrier_radius)
+            p_row, p_col = followed[:, 0].clip(-1, 1), followed[:, 1].clip(-1, 1)
+            carried_by = self._carriers.carrier
         x = ((p_col + 1) / 2 * (w - 1) + 0.5) * sx - 0.5
         y = ((p_row + 1) / 2 * (h - 1) + 0.5) * sy - 0.5
         sigma_model = (1 + max(h, w) * s) / 2                      # Gaussian std in model pixels
@@ -228,7 +245,8 @@ class OnlineTracker:
                 mask=labels == k + 1,
                 ground_xy=tuple(map(float, ground[k])) if ground is not None and np.isfinite(ground[k]).all()
                 else None,
-                position_norm=(float(p_row[k]), float(p_col[k]))))
+                position_norm=(float(p_row[k]), float(p_col[k])),
+                carrier=int(carried_by[k]) if carried_by[k] != carrier.NO_CARRIER else None))
         return entities
 
     def _ground_points(self, x: np.ndarray, y: np.ndarray, input_shape: tuple[int, int]) -> np.ndarray | None:

@@ -27,8 +27,21 @@ def test_eval_end_to_end(tiny_run, tiny_data, tmp_path, capsys):
     assert (out / "results.md").read_text().strip() == printed.strip()
     assert (out / "l2_by_containment.png").stat().st_size > 1000
     assert results["videos"] == 4
-    methods = {"loci", "best Loci slot (oracle)", "last seen (oracle)", "classical tracker", "chance"}
+    methods = {"loci", "loci, top slot", "loci, sticky slot + carrier following", "best Loci slot (oracle)",
+               "last seen (oracle)", "classical tracker", "chance"}
     assert set(results["cater"]) == methods
+    # every video's answers re-score to the table; standard errors come with it
+    videos = json.loads((out / "videos.json").read_text())
+    assert [v["name"] for v in videos] == [e.name for e in CaterVideos(tiny_data, split="all").entries]
+    for name, r in results["cater"].items():
+        rankings = [v["answers"][name]["ranking"] for v in videos]
+        assert all(sorted(rank) == list(range(36)) for rank in rankings)
+        hits = np.array([rank[0] == v["label"] for rank, v in zip(rankings, videos)])
+        assert hits.mean() == pytest.approx(r["top1"])
+        assert r["top1_se"] == pytest.approx(hits.std(ddof=1) / 2)
+    assert videos[0]["answers"]["loci"]["world_xy"] is not None
+    assert videos[0]["state_at_end"] in ("visible", "occluded", "contained", "carried")
+    assert results["carried_snitch"]["frames"] >= 0
     inside = {r["contained_at_end"] for r in results["cater"].values()}
     assert len(inside) == 1 and 0 <= inside.pop() <= 4
     for r in results["cater"].values():

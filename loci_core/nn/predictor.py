@@ -81,7 +81,7 @@ class Predictor(nn.Module):
     def forward(self, position, gestalt, priority, hidden, traces, noisy: bool, generator=None):
         """position (B, O, 3), gestalt (B, O, G), priority (B, O) in [-1, 1] (encoder estimates),
         hidden: per layer (B*O, W), traces: per layer or None
-        -> dict(position, gestalt, priority, snitch, hidden, traces, openings)."""
+        -> dict(position, gestalt, priority, snitch, snitch_weights, hidden, traces, openings)."""
         b, o, _ = position.shape
         x = torch.cat([position, gestalt, priority.unsqueeze(-1)], dim=-1)  # (B, O, D)
         x = x.repeat(1, 1, self.heads) + self.embed(x)  # (B, O, W)
@@ -104,12 +104,12 @@ class Predictor(nn.Module):
         index = torch.arange(o, device=x.device, dtype=x.dtype)
         new_priority = self.priority_scale * (self.priority_weight * r + self.index_weight * index)
 
-        snitch = None
+        snitch = snitch_weights = None
         if self.readout is not None:
             features, where = x[..., 2:], location
             if self.snitch_mode == "probe":  # the probe learns, the model does not hear it
                 features, where = features.detach(), where.detach()
-            snitch = self.readout(features, where, noisy, generator)
+            snitch, snitch_weights = self.readout(features, where, noisy, generator)
         return dict(position=torch.cat([location, size], dim=-1), gestalt=g, priority=new_priority,
-                    snitch=snitch, hidden=new_hidden, traces=new_traces,
+                    snitch=snitch, snitch_weights=snitch_weights, hidden=new_hidden, traces=new_traces,
                     openings=torch.stack(openings).mean())

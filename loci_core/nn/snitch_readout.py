@@ -20,9 +20,9 @@ class SnitchReadout(nn.Module):
                                   LinearResidual(features, 1))
 
     def forward(self, features: torch.Tensor, locations: torch.Tensor, noisy: bool,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """features (B, O, F), locations (B, O, 2) -> snitch position (B, 2) = (p_row, p_col)."""
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, O, F), locations (B, O, 2) -> snitch position (B, 2) = (p_row, p_col) and the
+        weights (B, O) of the slots in it (before noise)."""
         weights = torch.softmax(self.gate(features).squeeze(-1), dim=1)  # (B, O)
-        if noisy:
-            weights = binarize_noise(weights, generator)
-        return torch.einsum("bo,boc->bc", weights, locations)
+        mixed = binarize_noise(weights, generator) if noisy else weights
+        return torch.einsum("bo,boc->bc", mixed, locations), weights
