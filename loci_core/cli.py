@@ -25,6 +25,7 @@ COMMANDS = {
     "save": "loci_core.save_latents",
     "playground": "loci_core.playground",
     "export": "loci_core.export",
+    "readout": "loci_core.readout_training",
     "bag": "loci_ros.bag_commands",
     "demo": "loci_ros.demo",
 }

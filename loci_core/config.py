@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 SNITCH_MODES = ("off", "probe", "joint")
+READOUTS = ("slot", "temporal")
 LR_SCHEDULES = ("constant", "cosine")
 ENCODER_INPUTS = 12
 """channels of the encoder's per-slot input image (frame 3, error 1, masks 3, appearance 3, positions 2)"""
@@ -112,6 +113,12 @@ class ModelConfig:
     snitch: str = "joint"
     """snitch read-out head: 'off' (none), 'probe' (its gradient stops at the slot states, so the
     model stays unsupervised) or 'joint' (the paper's setting: the supervision reaches the model)"""
+    readout: str = "slot"
+    """which snitch read-out (when model.snitch is not 'off'): 'slot' (the paper's: a soft choice of slot in
+    each frame on its own) or 'temporal' (a causal read-out over the slots' history that answers with one
+    slot; nn/temporal_readout.py)"""
+    readout_width: int = 32
+    """memory width per slot of the temporal read-out"""
     noise_in_eval: bool = False
     """the original applies binarising/priority/read-out noise and random spawning also in eval;
     we switch them off in eval mode unless this is true"""
@@ -306,6 +313,10 @@ def _validate(cfg: LociConfig) -> LociConfig:
                           f"{list(m.input_size)}")
     if m.snitch not in SNITCH_MODES:
         raise ConfigError(f"model.snitch must be one of {SNITCH_MODES}, got {m.snitch!r}")
+    if m.readout not in READOUTS:
+        raise ConfigError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
+    if m.readout_width < 1:
+        raise ConfigError(f"model.readout_width must be positive, got {m.readout_width}")
     for key, value in (("model.num_slots", m.num_slots), ("model.gestalt_size", m.gestalt_size),
                        ("model.encoder.channels", m.encoder.channels),
                        ("model.decoder.channels", m.decoder.channels),

@@ -83,6 +83,30 @@ def snitch_loss(snitch: torch.Tensor, target: torch.Tensor, known: torch.Tensor 
     return (error * weight).sum() / weight.sum().clamp(min=1.0)
 
 
+SNITCH_SLOT_RADIUS = 0.2
+"""a slot is the temporal read-out's target only if it is this near the snitch (screen units, frame = [-1, 1])"""
+
+
+def snitch_slot_targets(position: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None,
+                        radius: float = SNITCH_SLOT_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slot nearest the true snitch as the temporal read-out's class: position (B, O, >=2), target (B, 2),
+    known (B,) -> (B,) slot index and (B,) bool whether it counts (known, and some slot that near)."""
+    distance = (position[..., :2].detach() - target[:, None]).square().sum(-1).sqrt()   # (B, O)
+    nearest = distance.min(1)
+    counts = nearest.values <= radius
+    if known is not None:
+        counts = counts & known
+    return nearest.indices, counts
+
+
+def snitch_slot_loss(scores: torch.Tensor, slot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the temporal read-out's logits over slots (B, O) against the target slot (B,), over
+    the targets that count (B,) bool; 0 when none does."""
+    losses = F.cross_entropy(scores, slot, reduction="none")
+    weight = counts.to(losses.dtype)
+    return (losses * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 @dataclass
 class LossTerms:
     total: torch.Tensor
@@ -117,7 +141,9 @@ def loci_loss(out, next_frame: torch.Tensor, background: torch.Tensor, train: Tr
                                                  out.visibility, out.activity, colour_bias)
         time = temporal_consistency_loss(out.prev_appearance_logits, out.appearance_logits, out.prev_position,
                                          out.position, out.activity, colour_bias)
-    if snitch_target is not None and out.snitch is not None:
+    if snitch_target is not None and out.snitch_scores is not None:
+        snitch = snitch_slot_loss(out.snitch_scores, *snitch_slot_targets(out.position, snitch_target, snitch_known))
+    elif snitch_target is not None and out.snitch is not None:
         snitch = snitch_loss(out.snitch, snitch_target, snitch_known)
     total = (image + train.position_regularizer * train.position_factor * position
              + train.object_regularizer * object_term + train.time_regularizer * train.time_factor * time

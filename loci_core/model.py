@@ -43,6 +43,7 @@ from .nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
 from .nn.gaussian import gaussian_maps, others, prioritize
 from .nn.predictor import Predictor
 from .nn.slot_init import SlotInitialiser
+from .nn.temporal_readout import TemporalReadout
 from .schedules import Ramps
 from .state import LociState
 
@@ -65,6 +66,8 @@ class StepOutput:
     """(B, 2) snitch (p_row, p_col) read-out, or None when model.snitch is 'off'"""
     snitch_weights: torch.Tensor | None
     """(B, O) how much each slot counts in the read-out (sums to 1), or None when model.snitch is 'off'"""
+    snitch_scores: torch.Tensor | None
+    """(B, O) the temporal read-out's logits over slots (its training target is a slot), else None"""
     encoded_position: torch.Tensor
     """(B, O, 3) the encoder's estimate of each slot's position in the *input* frame"""
     appearance_logits: torch.Tensor
@@ -117,6 +120,8 @@ class Loci(nn.Module):
         self.predictor = Predictor(cfg)
         self.decoder = Decoder(cfg)
         self.background_mask = BackgroundMask(cfg.input_size, cfg.background_mask_init)
+        self.temporal_readout = (TemporalReadout(cfg.gestalt_size, cfg.readout_width)
+                                 if cfg.snitch != "off" and cfg.readout == "temporal" else None)
         self._compiled_advance = None  # set by compile_inference
 
     # ------------------------------------------------------------------ properties
@@ -283,10 +288,25 @@ class Loci(nn.Module):
             with torch.no_grad():
                 memory_appearance = self._appearance(memory_position, memory_gestalt)
 
+        # 10. the temporal snitch read-out, over the new slot states and its own memory
+        snitch, snitch_weights, snitch_scores, readout_hidden = new["snitch"], new["snitch_weights"], None, None
+        if self.temporal_readout is not None:
+            inputs = (new_gestalt, new_position, visibility, new_priority)
+            if cfg.snitch == "probe":  # the read-out learns, the model does not hear it
+                inputs = tuple(t.detach() for t in inputs)
+            memory = state.readout_hidden
+            if memory is None:
+                memory = self.temporal_readout.initial_hidden(b, self.num_slots, frame.device)
+            snitch_scores, readout_hidden = self.temporal_readout(*inputs, memory)
+            snitch_weights = torch.softmax(snitch_scores, 1)
+            chosen = snitch_scores.argmax(1)                                           # (B,)
+            snitch = new_position[torch.arange(b, device=frame.device), chosen, :2]    # (B, 2)
+
         out = StepOutput(
             prediction=prediction, masks=new_masks,
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
-            snitch=new["snitch"], snitch_weights=new["snitch_weights"], encoded_position=new["encoded_position"],
+            snitch=snitch, snitch_weights=snitch_weights, snitch_scores=snitch_scores,
+            encoded_position=new["encoded_position"],
             appearance_logits=appearance,
             prev_appearance_logits=new["prev_appearance"], memory_appearance_logits=memory_appearance,
             prev_position=new["prev_position"].detach(), activity=activity, error=new["error"],
@@ -300,7 +320,8 @@ class Loci(nn.Module):
             hidden=[hh if keep_graph else hh.detach() for hh in new["hidden"]],
             traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in new["traces"]],
             prediction=prediction.detach(), masks=new_masks.detach(), appearance=appearance.detach(),
-            memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1)
+            memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1,
+            readout_hidden=None if readout_hidden is None else readout_hidden.detach())
         return out, new_state
 
     def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):

@@ -24,7 +24,9 @@ def parameter_groups(model: Loci) -> dict[str, list[torch.nn.Parameter]]:
         "slot_init": list(model.slot_init.parameters()),
         "encoder": list(model.encoder.parameters()),
         "decoder": list(model.decoder.parameters()),
-        "predictor": list(model.predictor.parameters()),
+        # the temporal snitch read-out learns with the predictor, as the per-frame one inside it does
+        "predictor": list(model.predictor.parameters())
+        + (list(model.temporal_readout.parameters()) if model.temporal_readout is not None else []),
         "background": list(model.background_mask.parameters()),
     }
     grouped = {id(p) for ps in groups.values() for p in ps}

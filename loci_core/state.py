@@ -39,6 +39,8 @@ class LociState:
     """(B, O, G) object-permanence memory: what each slot looked like while visible"""
     calls: int = 0
     """number of `step` calls made in this sequence"""
+    readout_hidden: torch.Tensor | None = None
+    """(B, O, W) the temporal snitch read-out's memory per slot; None before the first call or without one"""
 
     @property
     def batch_size(self) -> int:

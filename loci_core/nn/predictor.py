@@ -73,7 +73,7 @@ class Predictor(nn.Module):
         self.priority_scale, self.priority_gain = cfg.slots.priority_scale, p.priority_gain
         self.priority_noise = p.priority_noise
         self.snitch_mode = cfg.snitch
-        self.readout = SnitchReadout(g + 2) if cfg.snitch != "off" else None
+        self.readout = SnitchReadout(g + 2) if cfg.snitch != "off" and cfg.readout == "slot" else None
 
     def initial_hidden(self, n: int, device) -> list[torch.Tensor]:
         return [torch.zeros(n, self.width, device=device) for _ in self.layers]
