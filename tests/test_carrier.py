@@ -95,3 +95,27 @@ def test_online_tracker_publishes_hidden_entities_at_their_carrier():
     for position, vis in steps:
         entities = {e.id: e for e in off._entities(_output(position, vis), (60, 80))}
     assert entities[0].position_norm == pytest.approx((0.0, 0.0)) and entities[0].carrier is None
+
+
+def test_eval_counts_carried_frames_near_the_truth_for_the_snitch_entity():
+    from loci_core.camera import CATER_Z0, ProjectiveCamera
+    from loci_core.evaluate import CARRIED, _count_carried, _spl_index
+
+    camera = ProjectiveCamera.cater()
+    T = 6
+    truth = np.stack([np.linspace(-2, 2, T), np.full(T, 0.5), np.full(T, CATER_Z0)], 1)  # the snitch slides
+    states = np.array([0, 0, 3, 3, 3, 2])[:, None]                                     # carried in 2..4
+    item = {"num_objects": 1, "object_shape": torch.tensor([_spl_index()]),
+            "object_states": torch.from_numpy(states.astype(np.int8)),
+            "camera": torch.from_numpy(np.repeat(camera.matrix[None], T, 0).astype(np.float32)),
+            "snitch_world": torch.from_numpy(truth.astype(np.float32))}
+    on_truth = camera.world_to_screen(truth[1:])[:, None]                               # (T-1, 1, 2)
+    stuck = np.repeat(on_truth[:1], T - 1, 0)                                           # where it was first
+    track = np.zeros((T - 1, 1), np.int64)
+    counts = {"frames": 0, CARRIED: 0, "model position": 0}
+    _count_carried(counts, item, track, stuck, on_truth)
+    # the carried snitch is at x = -0.4, 0.4, 1.2; stuck at x = -1.2 is 1, 2 and 3 cells away
+    assert counts == {"frames": 3, CARRIED: 3, "model position": 2}
+    track[2] = -1                                                       # no entity tracks it in one frame
+    _count_carried(counts, item, track, stuck, on_truth)
+    assert counts["frames"] == 6 and counts[CARRIED] == 5
