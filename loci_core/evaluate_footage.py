@@ -2,7 +2,8 @@
 
 Per sequence, Loci runs as in the CATER evaluation (warm-up calls on frame 0, then the call on frame t
 predicts frame t + 1), and we measure:
-* image error: mean squared error of the predicted frame t + 1 against the real one (and its PSNR);
+* image error: mean squared error of the predicted frame t + 1 against the real one (and its PSNR), next
+  to the error of repeating frame t (a prediction that has learnt nothing about motion);
 * slot usage: slots visible per frame (visibility above model.slots.activity_threshold);
 * entities as the tracker reports them (a slot visible at least once is an entity, its id the slot):
   how many per sequence, their lifetime (first to last visible frame), the share of that lifetime they
@@ -61,7 +62,9 @@ def evaluate_footage(model, cfg, dataset, count: int, out_dir: Path | None, devi
         run_loci(model, [item], cfg.train.warmup_calls, device, on_step=on_step)
         visible = np.stack(visible)
         mse = float(np.mean(errors))
+        still = frames.float() / 255.0
         result = {"name": item["name"], "frames": int(frames.shape[0]), "image_mse": mse,
+                  "repeat_frame_mse": float(torch.mean((still[1:] - still[:-1]) ** 2)),
                   "psnr_db": float(10 * np.log10(1.0 / max(mse, 1e-12))),
                   "visible_slots_per_frame": float(visible.sum(1).mean()), **entity_stats(visible)}
         if out_dir is not None:
@@ -77,7 +80,8 @@ def evaluate_footage(model, cfg, dataset, count: int, out_dir: Path | None, devi
     results = {"kind": "footage", "checkpoint": str(checkpoint), "data": str(data), "split": split,
                "videos": count, "resolution": list(model.resolution), "background": dataset.background_source(),
                "visibility_threshold": threshold, "summary": {
-                   "image_mse": mean("image_mse"), "psnr_db": mean("psnr_db"),
+                   "image_mse": mean("image_mse"), "repeat_frame_mse": mean("repeat_frame_mse"),
+                   "psnr_db": mean("psnr_db"),
                    "visible_slots_per_frame": mean("visible_slots_per_frame"),
                    "entities_per_sequence": mean("entities"), "lifetime_frames": mean("lifetimes"),
                    "visible_share": mean("visible_share"), "visible_runs": mean("visible_runs")},
@@ -99,15 +103,17 @@ def markdown(results: dict) -> str:
     lines = [f"Evaluation of `{results['checkpoint']}` on {results['videos']} {results['split']} sequences of "
              f"`{results['data']}` at {results['resolution'][1]}x{results['resolution'][0]} (no ground truth: "
              f"image error, slot usage and entities only; background: {results['background']})", "",
-             "| sequence | frames | image MSE | PSNR dB | visible slots / frame | entities | mean lifetime "
-             "(frames) | visible share | visible runs |", "|---|---|---|---|---|---|---|---|---|"]
+             "| sequence | frames | image MSE | repeat-frame MSE | PSNR dB | visible slots / frame | entities | "
+             "mean lifetime (frames) | visible share | visible runs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for q in results["sequences"] + [dict(name="**mean**", frames=None, entities=s["entities_per_sequence"],
-                                          **{k: s[k] for k in ("image_mse", "psnr_db", "visible_slots_per_frame")},
+                                          **{k: s[k] for k in ("image_mse", "repeat_frame_mse", "psnr_db",
+                                                               "visible_slots_per_frame")},
                                           lifetimes=s["lifetime_frames"], visible_share=s["visible_share"],
                                           visible_runs=s["visible_runs"])]:
         avg = {k: (float(np.mean(q[k])) if q[k] else None) if isinstance(q[k], list) else q[k]
                for k in ("lifetimes", "visible_share", "visible_runs")}
         lines.append(f"| {q['name']} | {q['frames'] if q['frames'] is not None else ''} | {_f(q['image_mse'], 5)} | "
+                     f"{_f(q['repeat_frame_mse'], 5)} | "
                      f"{_f(q['psnr_db'], 1)} | {_f(q['visible_slots_per_frame'], 2)} | "
                      f"{_f(q['entities'], 1) if q['entities'] is not None else 'n/a'} | {_f(avg['lifetimes'], 1)} | "
                      f"{_f(avg['visible_share'], 2)} | {_f(avg['visible_runs'], 2)} |")

@@ -254,3 +254,16 @@ def test_footage_options_are_kept_for_resume(three_forms, tmp_path):
     ckpt = torch.load(sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))[-1], weights_only=True)
     assert ckpt["train_state"]["data_options"] == {"background": background}
     assert TINY.is_file()
+
+
+def test_preview_of_a_bag_says_which_background(three_forms, capsys):
+    made = three_forms[2]
+    assert loci(["data", "preview", str(made), "--topic", "/camera/image_raw", "--size", "80x60"]) == 0
+    out = capsys.readouterr().out
+    png = made.parent / "bag-preview.png"
+    assert f"wrote {png}" in out and "background: estimated" in out
+    sheet = cv2.imread(str(png))
+    assert sheet.shape == (2 * 60, 4 * 80, 3)  # 7 frames and the background panel
+    assert png.with_suffix(".gif").is_file()
+    assert loci(["data", "preview", str(made), "--topic", "/camera/image_raw", "--video", "nope"]) == 1
+    assert "no sequence 'nope'" in capsys.readouterr().err

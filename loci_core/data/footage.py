@@ -191,7 +191,11 @@ class FootageVideos(torch.utils.data.Dataset):
                 raise FootageError(f"{self.source.description}: sequence {got} decoded to {len(rgb)} frames, "
                                    f"{want.num_frames} were counted (did the source change?)")
             self.cache.store(got, "frames", want.fingerprint, rgb.transpose(0, 3, 1, 2))
-        return self.cache.lookup(name, "frames", seq.fingerprint)
+        found = self.cache.lookup(name, "frames", seq.fingerprint)
+        if found is None:
+            raise FootageError(f"{self.source.description}: sequence {name} could not be decoded "
+                               "(did the source change?)")
+        return found
 
     def background(self, name: str) -> np.ndarray:
         """(H, W, 3) uint8 RGB."""
