@@ -267,3 +267,14 @@ def test_preview_of_a_bag_says_which_background(three_forms, capsys):
     assert png.with_suffix(".gif").is_file()
     assert loci(["data", "preview", str(made), "--topic", "/camera/image_raw", "--video", "nope"]) == 1
     assert "no sequence 'nope'" in capsys.readouterr().err
+
+
+def test_entity_statistics_from_visibility():
+    from loci_core.evaluate_footage import entity_stats
+
+    visible = np.zeros((10, 3), bool)
+    visible[2:5, 0] = True          # one run of 3 frames
+    visible[1:3, 1] = visible[6:9, 1] = True   # lost and found again: lifetime 1..8
+    stats = entity_stats(visible)
+    assert stats["entities"] == 2 and stats["lifetimes"] == [3, 8]
+    assert stats["visible_runs"] == [1, 2] and stats["visible_share"] == [1.0, 5 / 8]

@@ -1,6 +1,9 @@
 """End to end on footage without labels: a bag of the generator's moving-camera videos (sqlite3 storage)
 trains a tiny model for a few hundred updates on the CPU; then `loci eval` (no ground truth: image error,
-slot usage, entities), `loci save`, `loci bag track` and the live tracker node all run on the checkpoint."""
+slot usage, entities), `loci save`, `loci bag track` and the live tracker node all run on the checkpoint.
+
+The videos have 48 frames: the moving camera's first keyframe move spans frames 0-30, and the objects'
+first actions start within them too (in 16 frames nothing moves yet)."""
 
 import csv
 import json
@@ -20,8 +23,10 @@ pytest.importorskip("vision_msgs.msg")
 from tests.test_node import THRESHOLD, ros, running_node  # noqa: E402,F401 - ros is a fixture
 
 TOPIC = "/camera/image_raw"
-VIDEOS, FRAMES = 4, 16
+VIDEOS, FRAMES = 4, 48
 UPDATES = 300
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +53,20 @@ def checkpoint(run):
     return sorted((run / "checkpoints").glob("step-*.pt"))[-1]
 
 
-def test_bag_trains_end_to_end(trained):
+def test_bag_trains_end_to_end(trained, moving_bag, tiny_checkpoint):
+    from loci_core.evaluate import evaluate
+
     assert checkpoint(trained).name == f"step-{UPDATES:09d}.pt"
     rows = list(csv.DictReader((trained / "metrics.csv").open()))
     image = [float(r["loss/image"]) for r in rows if r.get("loss/image")]
-    assert len(image) >= UPDATES // 20 - 1 and all(np.isfinite(image))
-    # learning, not only running: the image loss of the last logged updates is below the first ones'
-    assert np.mean(image[-3:]) < np.mean(image[:3])
+    assert len(image) == UPDATES // 20 and all(np.isfinite(image))
+    # learning, not only running (the training loss rises while the background fades in, so it cannot
+    # tell): the trained model predicts the bag's next frames far better than the same weights untrained
+    # (0.096 -> 0.010 mean squared error in a run of this test)
+    mse = {name: evaluate(ckpt, moving_bag, split="all", progress=False,
+                          data_options={"topic": TOPIC})["summary"]["image_mse"]
+           for name, ckpt in (("untrained", tiny_checkpoint), ("trained", checkpoint(trained)))}
+    assert mse["trained"] < 0.5 * mse["untrained"], mse
 
 
 def test_eval_without_ground_truth(trained, moving_bag, capsys):
@@ -68,6 +80,7 @@ def test_eval_without_ground_truth(trained, moving_bag, capsys):
     assert "median" in results["background"]
     summary = results["summary"]
     assert 0 < summary["image_mse"] < 1 and np.isfinite(summary["psnr_db"])
+    assert 0 < summary["repeat_frame_mse"] < 1  # the camera and the objects move
     assert 0 <= summary["visible_slots_per_frame"] <= 3
     for seq in results["sequences"]:
         assert seq["frames"] == FRAMES and seq["entities"] == len(seq["lifetimes"]) <= 3
