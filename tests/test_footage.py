@@ -278,3 +278,18 @@ def test_entity_statistics_from_visibility():
     stats = entity_stats(visible)
     assert stats["entities"] == 2 and stats["lifetimes"] == [3, 8]
     assert stats["visible_runs"] == [1, 2] and stats["visible_share"] == [1.0, 5 / 8]
+
+
+def test_reading_a_bag_imports_no_ros(three_forms, tmp_path):
+    """loci_core reads bags with rosbags alone: no rclpy or ROS message packages get imported."""
+    import subprocess
+    import sys
+
+    script = (f"import sys\nfrom loci_core.data.sources import open_video_data\n"
+              f"ds = open_video_data({str(three_forms[2])!r}, split='all', size=(30, 40), topic='/camera/image_raw', "
+              f"cache={str(tmp_path / 'c')!r})\nassert ds[0]['frames'].shape == (12, 3, 30, 40)\n"
+              "ros = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', "
+              "'sensor_msgs', 'std_msgs', 'loci_ros'))\nprint(ros)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
