@@ -293,3 +293,14 @@ def test_reading_a_bag_imports_no_ros(three_forms, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_unsupported_image_encoding_is_named(tmp_path, capsys):
+    with BagWriter(tmp_path / "depth") as writer:
+        for i in range(4):
+            t = int(i * 1e8)
+            writer.write("/depth", IMAGE, t, numpy_to_image(np.zeros((24, 32), np.uint16), "16UC1", header(t, "cam"),
+                                                             msg_type(IMAGE)))
+    assert loci(["data", "preview", str(tmp_path / "depth"), "--topic", "/depth"]) == 1
+    err = capsys.readouterr().err
+    assert "/depth, frame 0: image encoding '16UC1' is not supported" in err and "rgb8" in err
