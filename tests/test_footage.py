@@ -238,7 +238,8 @@ def test_topic_on_a_cater_directory(three_forms, capsys, tmp_path):
     assert "--topic and --gap are for rosbag2 data" in err
 
 
-def test_footage_options_are_kept_for_resume(three_forms, tmp_path):
+@pytest.mark.slow
+def test_footage_options_are_kept_for_resume(three_forms, tmp_path, one_thread):
     _, folder, _ = three_forms
     cfg = tiny_config(tmp_path / "cfg.yaml", batch_size=2, clip_len=4, updates=6, checkpoint_every=3)
     background = str(three_forms[0] / "background.png")
