@@ -100,7 +100,7 @@ def _f(x, digits=3) -> str:
 
 def markdown(results: dict) -> str:
     s = results["summary"]
-    lines = [f"Evaluation of `{results['checkpoint']}` on {results['videos']} {results['split']} sequences of "
+    lines = [f"Evaluation of `{results['checkpoint']}` on {results['videos']} sequences (split {results['split']}) of "
              f"`{results['data']}` at {results['resolution'][1]}x{results['resolution'][0]} (no ground truth: "
              f"image error, slot usage and entities only; background: {results['background']})", "",
              "| sequence | frames | image MSE | repeat-frame MSE | PSNR dB | visible slots / frame | entities | "
@@ -115,6 +115,7 @@ def markdown(results: dict) -> str:
         lines.append(f"| {q['name']} | {q['frames'] if q['frames'] is not None else ''} | {_f(q['image_mse'], 5)} | "
                      f"{_f(q['repeat_frame_mse'], 5)} | "
                      f"{_f(q['psnr_db'], 1)} | {_f(q['visible_slots_per_frame'], 2)} | "
-                     f"{_f(q['entities'], 1) if q['entities'] is not None else 'n/a'} | {_f(avg['lifetimes'], 1)} | "
+                     f"{q['entities'] if isinstance(q['entities'], int) else _f(q['entities'], 1)} | "
+                     f"{_f(avg['lifetimes'], 1)} | "
                      f"{_f(avg['visible_share'], 2)} | {_f(avg['visible_runs'], 2)} |")
     return "\n".join(lines)

@@ -1,13 +1,13 @@
 """`CaterVideos`: a torch Dataset over a CATER-format directory (real CATER or generated).
 
 Frames are decoded once, resized to the training resolution and cached as raw uint8 memory-mapped arrays
-(`<cache>/<H>x<W>/<name>.u8`, shape (T, 3, H, W), with a JSON sidecar recording the shape and the source
-video's size and mtime; a stale or foreign cache is rebuilt). Later epochs only read the memmap.
+(`<cache>/<H>x<W>/<name>.frames.u8`, shape (T, 3, H, W); frame_cache.py). Later epochs only read the memmap.
+Footage without labels (video folders, bags) has its own Dataset with the same first items: footage.py.
 
 Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_objects` real ones):
     frames            uint8   (T, 3, H, W) RGB
-    background        float32 (3, H, W) in [0, 1] (backgrounds/<name>.png, else background.png, else the
-                              per-pixel median of 32 frames of the video)
+    background        float32 (3, H, W) in [0, 1] (the `background` image given, else backgrounds/<name>.png,
+                              else background.png, else the per-pixel median of 32 frames of the video)
     snitch_world      float32 (T, 3);  snitch_screen float32 (T, 2) (p_row, p_col) through the camera
     label             int     6x6 class of the snitch at the video's last frame (CATER's label)
     clip_label        int     6x6 class at the clip's last frame;  start  int  first frame of the clip
