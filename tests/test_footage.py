@@ -102,6 +102,7 @@ def test_footage_is_decoded_once_into_the_frame_cache(three_forms):
         assert np.array_equal(np.array(again.frames(again.names[0])), first)
         assert [f.stat().st_mtime_ns for f in files] == stamps  # read from the cache, not decoded again
     assert (made.parent / "bag.cache" / "camera_image_raw" / "index.json").is_file()
+    assert (folder / "cache" / "index.json").is_file()  # frame counts found once
 
 
 def test_background_is_estimated_per_sequence_without_an_image(tmp_path, capsys):

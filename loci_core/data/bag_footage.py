@@ -11,7 +11,6 @@ in `index.json`, keyed by the bag files' sizes and mtimes, the topic and the gap
 from __future__ import annotations
 
 import bisect
-import json
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ import numpy as np
 
 from loci_core.data.dataset import resize_frame
 from loci_core.data.footage import FootageError, Sequence, safe_name
+from loci_core.data.frame_cache import cached_index
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -68,7 +68,7 @@ class BagFootage:
             raise FootageError(f"the sequence gap must be positive, got {gap_s} s")
         self.description = f"bag {self.bag} topic {topic}"
         base = Path(cache_dir) if cache_dir else self.bag.parent / f"{self.bag.name}.cache"
-        self.default_cache = base / safe_name(topic or "")
+        self.cache_dir = base / safe_name(topic or "")
         with self._open() as reader:
             types = {c.topic: c.msgtype for c in reader.connections}
             if topic is None:
@@ -136,20 +136,7 @@ class BagFootage:
 
     def sequences(self) -> list[Sequence]:
         if self._sequences is None:
-            index_path = self.default_cache / "index.json"
-            found = None
-            if index_path.is_file():
-                try:
-                    data = json.loads(index_path.read_text())
-                    found = data["sequences"] if data.get("key") == self.key else None
-                except (json.JSONDecodeError, KeyError):
-                    found = None
-            if found is None:
-                found = self._scan()
-                index_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = index_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"key": self.key, "sequences": found}))
-                tmp.replace(index_path)
+            found = cached_index(self.cache_dir / "index.json", self.key, self._scan)
             if not found:
                 raise FootageError(f"bag {self.bag}: topic {self.topic} has no messages")
             self._sequences = [

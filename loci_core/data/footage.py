@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from loci_core.data.dataset import MEDIAN_FRAMES, background_image, clip_range, median_background, resize_frame
-from loci_core.data.frame_cache import FrameCache, file_fingerprint
+from loci_core.data.frame_cache import FrameCache, cached_index, file_fingerprint
 from loci_core.data.reader import CaterFormatError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
@@ -44,7 +44,7 @@ class Sequence:
 
 class FootageSource(Protocol):
     description: str
-    default_cache: Path
+    cache_dir: Path
 
     def sequences(self) -> list[Sequence]:
         """All sequences in source order."""
@@ -100,24 +100,28 @@ def read_frames(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 class VideoFolder:
-    """Each .mp4/.avi/.mkv file in a folder (not its sub-folders) is one sequence, named by its stem."""
+    """Each .mp4/.avi/.mkv file in a folder (not its sub-folders) is one sequence, named by its stem.
+    Frame counts (found by decoding) are kept in the cache's index.json, keyed by the files' sizes and mtimes."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, cache_dir: str | Path | None = None):
         self.root = Path(root)
         self.description = f"video folder {self.root}"
-        self.default_cache = self.root / "cache"
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
         self.files = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         if not self.files:
             raise FootageError(f"{self.root}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")
-        stems = [p.stem for p in self.files]
-        twins = sorted({s for s in stems if stems.count(s) > 1})
+        names = [safe_name(p.stem) for p in self.files]
+        twins = sorted({n for n in names if names.count(n) > 1})
         if twins:
             raise FootageError(f"{self.root}: several videos named {', '.join(twins)} (one name per sequence)")
         self._sequences: list[Sequence] | None = None
 
     def sequences(self) -> list[Sequence]:
         if self._sequences is None:
-            counted = [(p, _count_frames(p)) for p in self.files]
+            key = [[p.name, *file_fingerprint(p).values()] for p in self.files]
+            counts = cached_index(self.cache_dir / "index.json", key,
+                                  lambda: [_count_frames(p) for p in self.files])
+            counted = list(zip(self.files, counts))
             broken = [p.name for p, n in counted if n == 0]
             if len(broken) == len(counted):
                 raise FootageError(f"{self.root}: none of its {len(counted)} video file(s) has a frame OpenCV "
@@ -144,12 +148,12 @@ class FootageVideos(torch.utils.data.Dataset):
 
     def __init__(self, source: FootageSource, split: str = "train", size: tuple[int, int] = (240, 320),
                  clip_len: int | None = None, clip_start: str | int = "random", seed: int = 0,
-                 cache_dir: str | Path | None = None, background: str | Path | None = None,
+                 background: str | Path | None = None,
                  min_frames: int = 2):
         self.source = source
         self.size = (int(size[0]), int(size[1]))
         self.clip_len, self.clip_start, self.seed, self.epoch = clip_len, clip_start, int(seed), 0
-        self.cache = FrameCache(Path(cache_dir) if cache_dir else source.default_cache, self.size)
+        self.cache = FrameCache(source.cache_dir, self.size)
         self.background_path = Path(background) if background else None
         if self.background_path is not None:
             background_image(self.background_path, self.size)  # a bad path fails now, not mid-training

@@ -17,6 +17,24 @@ import numpy as np
 CACHE_FORMAT = 1
 
 
+def cached_index(path: Path, key, build: Callable[[], object]):
+    """What `build()` returns, kept as JSON at `path` under `key` (e.g. the source files' fingerprints):
+    a source's sequence index, found by one pass over it, is found once."""
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("key") == key:
+                return data["index"]
+        except (json.JSONDecodeError, KeyError, AttributeError):
+            pass  # torn or foreign: rebuild
+    index = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key, "index": index}))
+    os.replace(tmp, path)
+    return index
+
+
 def file_fingerprint(path: Path) -> dict:
     """What tells a source file from its later versions without reading it."""
     stat = Path(path).stat()

@@ -68,8 +68,7 @@ def open_video_data(path: str | Path, split: str = "train", size: tuple[int, int
         from loci_core.data.bag_footage import DEFAULT_GAP_S, BagFootage
 
         source = BagFootage(path, topic, DEFAULT_GAP_S if gap is None else gap, cache_dir=cache)
-        cache = None  # the bag source already put its topic under a given cache directory
     else:
-        source = VideoFolder(path)
+        source = VideoFolder(path, cache_dir=cache)
     return FootageVideos(source, split=split, size=size, clip_len=clip_len, clip_start=clip_start, seed=seed,
-                         cache_dir=cache or None, background=background, min_frames=min_frames)
+                         background=background, min_frames=min_frames)
