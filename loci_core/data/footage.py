@@ -164,7 +164,8 @@ class FootageVideos(torch.utils.data.Dataset):
             raise FootageError(
                 f"{source.description}: {len(short)} sequence(s) shorter than the {min_frames} frames training "
                 f"needs (the warm-up on the first frame, then one prediction per frame of a clip): {listed}"
-                f"{' ...' if len(short) > 5 else ''}")
+                f"{' ...' if len(short) > 5 else ''}; remove them (a bag: a larger --gap joins pieces split at "
+                "short pauses) or lower train.clip_len")
         self.all_sequences = {s.name: s for s in everything}
         self.names = split_names([s.name for s in everything], split, self.seed)
         self.sequences = [self.all_sequences[n] for n in self.names]
