@@ -334,27 +334,37 @@ def default_batch(level: int, device: str) -> int:
 def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | None = None,
              videos: int | None = None, out_dir: Path | None = None, device: str = "cpu", resize: bool = False,
              progress: bool = True, baselines: bool = True, compile_model: bool = False,
-             visibility_threshold: float = 0.5, carrier_radius: float = 0.25) -> dict:
+             data_options: dict | None = None, visibility_threshold: float = 0.5,
+             carrier_radius: float = 0.25) -> dict:
     """Run the whole evaluation; returns the results dict (also written to out_dir). Without
     `baselines` only Loci is scored (the baselines depend on the videos alone, not the checkpoint).
     `batch` None: `default_batch` for the model's level and the device. `compile_model`: run the model
-    through `Loci.compile_inference`, compiled before the first video for each batch size the run has."""
+    through `Loci.compile_inference`, compiled before the first video for each batch size the run has.
+    `data_options`: open_video_data's footage keywords (topic, background, ...); footage without ground
+    truth gets evaluate_footage's measures instead of the CATER table."""
     from tqdm import tqdm
 
     from .baselines.chance import chance_ranking
     from .baselines.classical import ClassicalTracker
     from .checkpoint import load_model
-    from .data.dataset import CaterVideos
+    from .data.footage import FootageVideos
     from .data.reader import read_split
+    from .data.sources import open_video_data
 
     model, cfg, _ = load_model(checkpoint, device=device)
     if batch is not None and batch < 1:
         raise EvalError(f"batch must be at least 1, got {batch}")
     batch = batch or default_batch(model.level, device)
     torch.manual_seed(cfg.train.seed)
-    dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
+    dataset = open_video_data(data, split=split, size=model.resolution, seed=cfg.train.seed,
+                              **(data_options or {}))
     if len(dataset) == 0:
         raise EvalError(f"{data}: the {split} split is empty")
+    if isinstance(dataset, FootageVideos):
+        from .evaluate_footage import evaluate_footage
+
+        count = len(dataset) if videos is None else min(videos, len(dataset))
+        return evaluate_footage(model, cfg, dataset, count, out_dir, device, checkpoint, data, split, progress)
     check_resolution(checkpoint, model, data, dataset.entries[0].name, resize)
     n = len(dataset) if videos is None else min(videos, len(dataset))
     has_gt = all(dataset.has_ground_truth(e.name) for e in dataset.entries[:n])
@@ -527,10 +537,14 @@ def _write(results: dict, out: Path) -> None:
 
 
 def register(subparsers) -> None:
+    from .data.sources import add_footage_arguments
+
     p = subparsers.add_parser("eval", help="evaluate a checkpoint: CATER table, tracking metrics, baselines",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
+    p.add_argument("--data", required=True, type=Path,
+                   help="CATER-format directory, folder of video files or rosbag2 (with --topic)")
+    add_footage_arguments(p)
     p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
     p.add_argument("--batch", type=int, default=None,
                    help="videos per batch (default: 8, or 1 for level-2 models on a CPU, where that runs fastest; "
@@ -549,16 +563,24 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
+    from .data.sources import data_options
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     try:
         results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
-                           args.resize, progress=not args.no_progress, compile_model=args.compile)
+                           args.resize, progress=not args.no_progress, compile_model=args.compile,
+                           data_options=data_options(args))
     except (EvalError, CheckpointError, CaterFormatError, OSError) as err:
         print(f"loci eval: error: {err}", file=sys.stderr)
         return 2
+    if results.get("kind") == "footage":
+        from .evaluate_footage import markdown as footage_markdown
+
+        print(footage_markdown(results))
+        print(f"\nwritten to {out}/ (results.json, results.md, overlays/)", file=sys.stderr)
+        return 0
     print(markdown(results))
     print(f"\nwritten to {out}/ (results.json, results.md, videos.json: every video's answers, "
           "l2_by_containment.png)", file=sys.stderr)

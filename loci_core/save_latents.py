@@ -29,16 +29,19 @@ OVERLAY_FPS = 10.0
 
 def save_video_latents(checkpoint: Path, data: Path, video: str | int, out: Path, split: str = "all",
                        device: str = "cpu", resize: bool = False, sheets: bool = True,
-                       video_format: str = "gif") -> dict:
-    """Run one whole video and write the files above; returns {name: path}."""
+                       video_format: str = "gif", data_options: dict | None = None) -> dict:
+    """Run one whole video and write the files above; returns {name: path}. `data_options`: the footage
+    keywords of open_video_data (topic, background, ...)."""
     from .checkpoint import load_model
     from .data.dataset import CaterVideos
+    from .data.sources import open_video_data
     from .evaluate import EvalError, check_resolution, run_loci
     from .visualize import overlay, step_sheet, to_uint8, upscale, write_image, write_video
 
     model, cfg, _ = load_model(checkpoint, device=device)
-    dataset = CaterVideos(data, split=split, size=model.resolution, clip_len=None)
-    names = [e.name for e in dataset.entries]
+    dataset = open_video_data(data, split=split, size=model.resolution, seed=cfg.train.seed,
+                              **(data_options or {}))
+    names = dataset.names
     if isinstance(video, str) and not video.isdigit():
         if video not in names:
             raise EvalError(f"{data}: no video {video!r} in the {split} split")
@@ -47,7 +50,8 @@ def save_video_latents(checkpoint: Path, data: Path, video: str | int, out: Path
         index = int(video)
         if not 0 <= index < len(names):
             raise EvalError(f"{data}: video index {index} out of range (the {split} split has {len(names)})")
-    check_resolution(checkpoint, model, data, names[index], resize)
+    if isinstance(dataset, CaterVideos):  # footage is resized to the model, as the tracker node does
+        check_resolution(checkpoint, model, data, names[index], resize)
     item = dataset[index]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,10 +87,14 @@ def save_video_latents(checkpoint: Path, data: Path, video: str | int, out: Path
 
 
 def register(subparsers) -> None:
+    from .data.sources import add_footage_arguments
+
     p = subparsers.add_parser("save", help="save per-slot latents, step images and an overlay video",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path, help="CATER-format data set directory")
+    p.add_argument("--data", required=True, type=Path,
+                   help="CATER-format directory, folder of video files or rosbag2 (with --topic)")
+    add_footage_arguments(p)
     p.add_argument("--video", required=True, help="index in the split, or the video's name")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--split", default="all", help="split the index refers to: all (default), train or test")
@@ -100,13 +108,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
+    from .data.sources import data_options
     from .evaluate import EvalError
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     try:
         written = save_video_latents(args.checkpoint, args.data, args.video, args.out, args.split, device,
-                                     args.resize, not args.no_sheets, args.format)
+                                     args.resize, not args.no_sheets, args.format, data_options(args))
     except (EvalError, CheckpointError, CaterFormatError, OSError, ValueError) as err:
         print(f"loci save: error: {err}", file=sys.stderr)
         return 2

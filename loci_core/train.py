@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, LociConfig, config_from_dict, load_config, save_config
+from .data.sources import add_footage_arguments, data_options
 from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
@@ -169,26 +170,11 @@ def _state_from_data(data, device) -> LociState | None:
 
 
 def _collate(items: list[dict]) -> dict:
-    """Only what training needs: frames (B, T, 3, H, W) uint8, background (B, 3, H, W), snitch (B, T, 2),
-    snitch_known (B, T) bool (the snitch was seen in the sequence by then)."""
-    return {key: torch.stack([it[key] for it in items])
-            for key in ("frames", "background", "snitch_screen", "snitch_known")}
-
-
-def training_background(root: Path, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) float in [0, 1]: the data set's nominal empty scene, stored in checkpoints for the
-    tracker and the GUI (videos with a jittered camera have their own, passed per batch)."""
-    import cv2
-
-    from .data import reader
-
-    path = Path(root) / "background.png"
-    if not path.is_file():
-        raise TrainError(f"{path}: the data set has no background.png (needed by Loci's static background)")
-    rgb = reader.read_background(path)
-    if rgb.shape[:2] != tuple(size):
-        rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)
+    """Only what training needs: frames (B, T, 3, H, W) uint8, background (B, 3, H, W), and where the data
+    has one (footage has no ground truth) the snitch (B, T, 2) with snitch_known (B, T) bool (the snitch was
+    seen in the sequence by then)."""
+    keys = ["frames", "background"] + [k for k in ("snitch_screen", "snitch_known") if all(k in it for it in items)]
+    return {k: torch.stack([it[k] for it in items]) for k in keys}
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,8 +191,8 @@ class Position:
 
 class Trainer:
     def __init__(self, cfg: LociConfig, data_root: Path, run: RunDir, device: torch.device, ddp: Dist,
-                 split: str = "train", progress: bool = True):
-        from .data.dataset import CaterVideos
+                 split: str = "train", progress: bool = True, data_options: dict | None = None):
+        from .data.sources import open_video_data
 
         self.cfg, self.run, self.device, self.dist = cfg, run, device, ddp
         self.data_root, self.split, self.progress = Path(data_root), split, progress
@@ -217,16 +203,25 @@ class Trainer:
         torch.manual_seed(tc.seed)  # the same initial weights in every process (and every run)
         self.model = Loci(cfg.model).to(device).train()
         self.optimisers = LociOptimisers(self.model, tc)
-        self.dataset = CaterVideos(self.data_root, split=split, size=self.model.resolution,
-                                   clip_len=tc.clip_len, seed=tc.seed)
-        self.windows = CaterVideos(self.data_root, split=split, size=self.model.resolution,
-                                   clip_len=tc.window_len, clip_start="containment", seed=tc.seed,
-                                   lead=tc.window_lead)
+        self.data_options = dict(data_options or {})  # --topic, --background, ... (footage_arguments)
+        self.dataset = open_video_data(self.data_root, split=split, size=self.model.resolution,
+                                       clip_len=tc.clip_len, seed=tc.seed, min_frames=tc.clip_len or 2,
+                                       **self.data_options)
+        lengths = {s.num_frames for s in getattr(self.dataset, "sequences", [])}
+        if tc.clip_len is None and tc.batch_size > 1 and len(lengths) > 1:
+            raise TrainError(f"{self.data_root}: sequences of {min(lengths)} to {max(lengths)} frames do not "
+                             "stack into whole-video batches; set train.clip_len or train.batch_size 1")
+        # windows start shortly before the snitch goes under a cone (random ones in footage, which has none)
+        self.windows = open_video_data(self.data_root, split=split, size=self.model.resolution,
+                                       clip_len=tc.window_len, clip_start="containment", seed=tc.seed,
+                                       lead=tc.window_lead, min_frames=tc.window_len, **self.data_options) \
+            if tc.window_share > 0 else None
         per_epoch = len(self.dataset) // (tc.batch_size * ddp.world)
         if per_epoch == 0:
             raise TrainError(f"{self.data_root}: the {split} split has {len(self.dataset)} videos, "
                              f"fewer than batch_size {tc.batch_size} x {ddp.world} process(es)")
-        self.background = training_background(self.data_root, self.model.resolution)
+        self.background = torch.from_numpy(self.dataset.nominal_background().transpose(2, 0, 1)
+                                           .astype(np.float32) / 255.0)
         self.generator = torch.Generator(device).manual_seed(tc.seed + ddp.rank)
         torch.manual_seed(tc.seed + ddp.rank)
         np.random.seed(tc.seed + ddp.rank)
@@ -291,7 +286,7 @@ class Trainer:
         (seed, epoch, batch), so a resumed run makes the same choices."""
         share = self.cfg.train.window_share
         draw = np.random.default_rng(np.random.SeedSequence([self.cfg.train.seed, epoch, batch, 1])).random()
-        return share > 0 and draw < share
+        return self.windows is not None and draw < share
 
     def _load_batch(self) -> dict:
         """The batch at the current position (kept while its sequence runs): B sequences of equal length,
@@ -335,10 +330,12 @@ class Trainer:
         out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator)
         terms = None
         if bool(torch.isfinite(out.prediction).all()):  # the image loss rejects NaN inputs outright
-            snitch_target = batch["snitch_screen"][:, t_out] if out.snitch is not None else None
+            snitch_target = (batch["snitch_screen"][:, t_out]
+                             if out.snitch is not None and "snitch_screen" in batch else None)
             terms = loci_loss(out, target, batch["background"], tc, ramps.background,
                               self.cfg.model.colour_bias, snitch_target=snitch_target,
-                              snitch_known=batch["snitch_known"][:, t_out], regularize=not warm)
+                              snitch_known=batch["snitch_known"][:, t_out] if snitch_target is not None else None,
+                              regularize=not warm)
         finite = torch.tensor(float(terms is not None and bool(torch.isfinite(terms.total.detach()))),
                               device=self.device)
         if self.dist.active:
@@ -413,7 +410,8 @@ class Trainer:
             resolution=list(self.model.resolution), ranks=ranks,
             train_state={"stage_start": self.stage_start, "epoch": self.pos.epoch, "batch": self.pos.batch,
                          "call": self.pos.call, "log_sums": dict(self.log_sums), "log_count": self.log_count,
-                         "data": str(self.data_root), "split": self.split, "world": self.dist.world})
+                         "data": str(self.data_root), "split": self.split, "world": self.dist.world,
+                         "data_options": self.data_options})
         self.run.prune(self.cfg.train.keep_checkpoints)
         return path
 
@@ -512,7 +510,9 @@ class Trainer:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="model/training config YAML (config/models/<name>.yaml)")
-    p.add_argument("--data", type=Path, help="CATER-format data set directory (on --resume: the run's)")
+    p.add_argument("--data", type=Path, help="CATER-format directory, folder of video files or rosbag2 "
+                                             "(with --topic) (on --resume: the run's)")
+    add_footage_arguments(p)
     p.add_argument("--stage", type=int, help="apply this stage's overrides from the config")
     p.add_argument("--init", type=Path, metavar="CKPT", help="start from these weights (previous stage)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
@@ -550,7 +550,9 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
             cfg.train.updates = args.updates
         if data is None:
             raise TrainError("--data is required")
-        trainer = Trainer(cfg, data, run, device, ddp, split=split, progress=not args.no_progress)
+        options = {**ts.get("data_options", {}), **data_options(args)}
+        trainer = Trainer(cfg, data, run, device, ddp, split=split, progress=not args.no_progress,
+                          data_options=options)
         trainer.resume_from(latest)
         if ddp.main:
             print(f"loci train: resuming {latest} at update {trainer.global_step}", file=sys.stderr)
@@ -566,7 +568,8 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
     if run.list_checkpoints():
         raise TrainError(f"{run.path} already holds checkpoints; continue it with --resume {run.path} "
                          "or choose another --out")
-    trainer = Trainer(cfg, args.data, run, device, ddp, split=args.split, progress=not args.no_progress)
+    trainer = Trainer(cfg, args.data, run, device, ddp, split=args.split, progress=not args.no_progress,
+                      data_options=data_options(args))
     if args.init is not None:
         trainer.init_from(args.init)
     if ddp.main:

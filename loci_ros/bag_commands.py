@@ -67,6 +67,9 @@ def register(subparsers) -> None:
     track.add_argument("--camera-info-topic", default="/camera/camera_info")
     track.add_argument("--no-scene-reset", dest="reset_on_scene", action="store_false",
                        help="do not reset the tracker at /loci/scene_reset (a new video)")
+    track.add_argument("--gap", type=float, default=None, metavar="S",
+                       help="reset where bag time jumps by more than S seconds between images, where training "
+                            "splits footage into sequences (default 0.5, as training; 0: never)")
     track.add_argument("--no-copy", dest="copy_input", action="store_false",
                        help="write only the tracker outputs, not the input topics")
     track.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
@@ -146,7 +149,8 @@ def _track(args: argparse.Namespace) -> int:
         stats = track_bag(args.bag, args.out, checkpoint=args.checkpoint, params_file=args.params_file,
                           storage=args.storage, namespace=args.namespace, image_topic=args.image_topic,
                           camera_info_topic=args.camera_info_topic, reset_on_scene=args.reset_on_scene,
-                          copy_input=args.copy_input, device=args.device)
+                          copy_input=args.copy_input, device=args.device,
+                          **({} if args.gap is None else {"gap_s": args.gap or None}))
     except (BagError, FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
         return _fail(err)
     print(f"tracked {stats.frames} frames ({stats.resets} scene resets) into {args.out}: "

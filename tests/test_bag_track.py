@@ -165,7 +165,11 @@ def test_track_is_deterministic_and_errors_are_clear(tracked, bag, checkpoint, p
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["track", str(bag), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "y"),
                  "--image-topic", "/nope"]) == 1
-    assert "no sensor_msgs/msg/Image topic /nope" in capsys.readouterr().err
+    assert "has no topic /nope (it has: /camera/camera_info, /camera/image_raw" in capsys.readouterr().err
+    assert main(["track", str(bag), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "v"),
+                 "--image-topic", "/camera/camera_info"]) == 1
+    assert "/camera/camera_info carries sensor_msgs/msg/CameraInfo, not sensor_msgs/msg/Image or " \
+           "sensor_msgs/msg/CompressedImage" in capsys.readouterr().err
     bad_params = tmp_path / "bad.yaml"
     bad_params.write_text("/**/loci_tracker:\n  ros__parameters:\n    visibility: 0.3\n")
     assert main(["track", str(bag), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "z"),

@@ -38,18 +38,24 @@ def register(subparsers) -> None:
     gen.add_argument("--supersample", type=int, default=1, help="odd anti-aliasing factor (colours only)")
     gen.set_defaults(func=_generate)
 
-    data = subparsers.add_parser("data", help="inspect CATER-format data sets")
+    from loci_core.data.sources import add_footage_arguments
+
+    data = subparsers.add_parser("data", help="inspect data sets: CATER-format, video folders, rosbag2 topics")
     sub = data.add_subparsers(dest="data_command", metavar="{preview,stats}")
     prev = sub.add_parser("preview", help="contact sheet PNG + animated GIF of one video with masks overlaid")
     prev.add_argument("dir", type=Path)
     prev.add_argument("--video", help="video name (default: the first in the data set)")
     prev.add_argument("--out", type=Path, help="PNG path (default DIR/preview.png; the GIF goes next to it)")
     prev.add_argument("--no-gif", action="store_true")
+    prev.add_argument("--size", type=_size, default=(240, 320), help="footage: frame size shown, WxH")
+    add_footage_arguments(prev)
     prev.set_defaults(func=_preview)
     stats = sub.add_parser("stats", help="snitch containment statistics (cater.md §0)")
     stats.add_argument("dir", type=Path, nargs="?", help="data set directory")
     stats.add_argument("--simulate", type=int, metavar="N", help="sample N scenes instead of reading DIR")
-    stats.add_argument("--seed", type=int, default=0)
+    stats.add_argument("--seed", type=int, default=0, help="for --simulate; footage: the split's seed "
+                                                            "(train.seed)")
+    add_footage_arguments(stats)
     stats.add_argument("--frames", type=int, default=301)
     stats.set_defaults(func=_stats)
 
@@ -82,11 +88,30 @@ def _generate(args) -> int:
     return 0
 
 
+def _footage(args, size=(240, 320), seed=0):
+    """The footage dataset DIR names, or None for a CATER-format directory."""
+    from loci_core.data.sources import data_kind, data_options, open_video_data
+
+    options = data_options(args)
+    if data_kind(args.dir) == "cater" and not {"topic", "gap"} & set(options):
+        return None
+    return open_video_data(args.dir, split="all", size=size, seed=seed, **options)
+
+
 def _preview(args) -> int:
-    from loci_core.data.preview import animated_gif, contact_sheet
+    from loci_core.data.preview import animated_gif, contact_sheet, footage_preview
     from loci_core.data.reader import CaterFormatError, read_split
 
     try:
+        footage = _footage(args, args.size)
+        if footage is not None:
+            name = args.video or footage.names[0]
+            if name not in footage.names:
+                raise CaterFormatError(f"{args.dir}: no sequence {name!r} (it has {', '.join(footage.names[:10])})")
+            for path in footage_preview(footage, name, args.out or _default_preview(args), gif=not args.no_gif):
+                print(f"wrote {path}")
+            print(f"background: {footage.background_source()}")
+            return 0
         name = args.video or read_split(args.dir, "all")[0].name
         png = args.out or args.dir / "preview.png"
         contact_sheet(args.dir, name, png)
@@ -99,11 +124,23 @@ def _preview(args) -> int:
     return 0
 
 
+def _default_preview(args) -> Path:
+    """Next to a bag (which is a directory of its own files), inside a video folder."""
+    from loci_core.data.sources import data_kind
+
+    return (args.dir.parent / f"{args.dir.name}-preview.png" if data_kind(args.dir) == "bag"
+            else args.dir / "preview.png")
+
+
 def _stats(args) -> int:
     from loci_core.data.reader import CaterFormatError
-    from loci_core.data.stats import directory_stats, format_table, simulate
+    from loci_core.data.stats import directory_stats, footage_table, format_table, simulate
 
     try:
+        footage = _footage(args, seed=args.seed) if args.dir is not None and not args.simulate else None
+        if footage is not None:
+            print(footage_table(footage, args.seed))
+            return 0
         if args.simulate:
             result = simulate(args.simulate, args.seed, args.frames, progress=True)
         elif args.dir is not None:

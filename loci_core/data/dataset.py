@@ -1,13 +1,13 @@
 """`CaterVideos`: a torch Dataset over a CATER-format directory (real CATER or generated).
 
 Frames are decoded once, resized to the training resolution and cached as raw uint8 memory-mapped arrays
-(`<cache>/<H>x<W>/<name>.u8`, shape (T, 3, H, W), with a JSON sidecar recording the shape and the source
-video's size and mtime; a stale or foreign cache is rebuilt). Later epochs only read the memmap.
+(`<cache>/<H>x<W>/<name>.frames.u8`, shape (T, 3, H, W); frame_cache.py). Later epochs only read the memmap.
+Footage without labels (video folders, bags) has its own Dataset with the same first items: footage.py.
 
 Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_objects` real ones):
     frames            uint8   (T, 3, H, W) RGB
-    background        float32 (3, H, W) in [0, 1] (backgrounds/<name>.png, else background.png, else the
-                              per-pixel median of 32 frames of the video)
+    background        float32 (3, H, W) in [0, 1] (the `background` image given, else backgrounds/<name>.png,
+                              else background.png, else the per-pixel median of 32 frames of the video)
     snitch_world      float32 (T, 3);  snitch_screen float32 (T, 2) (p_row, p_col) through the camera
     label             int     6x6 class of the snitch at the video's last frame (CATER's label)
     clip_label        int     6x6 class at the clip's last frame;  start  int  first frame of the clip
@@ -28,8 +28,6 @@ Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_obj
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import cv2
@@ -39,15 +37,15 @@ import torch
 from loci_core.camera import ProjectiveCamera, grid_class
 from loci_core.data import reader
 from loci_core.data import scene as S
+from loci_core.data.frame_cache import FrameCache, file_fingerprint
 from loci_core.data.trajectory import containers
 
 MAX_OBJECTS = S.MAX_OBJECTS
-CACHE_FORMAT = 1
 MEDIAN_FRAMES = 32
 VISIBLE_STATE = 0  # object_states: 0 visible 1 occluded 2 contained 3 carried
 
 
-def _resize(frame: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+def resize_frame(frame: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     h, w = size
     if frame.shape[:2] == (h, w):
         return frame
@@ -56,6 +54,40 @@ def _resize(frame: np.ndarray, size: tuple[int, int], nearest: bool = False) -> 
     else:
         interp = cv2.INTER_AREA if frame.shape[0] >= h else cv2.INTER_LINEAR
     return cv2.resize(frame, (w, h), interpolation=interp)
+
+
+def median_background(frames: np.ndarray) -> np.ndarray:
+    """(T, 3, H, W) uint8 -> (H, W, 3) uint8: the per-pixel median of MEDIAN_FRAMES frames spread over the
+    video, the empty scene wherever objects move on."""
+    pick = np.linspace(0, len(frames) - 1, min(MEDIAN_FRAMES, len(frames))).astype(int)
+    return np.median(frames[pick], axis=0).astype(np.uint8).transpose(1, 2, 0)
+
+
+def background_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a user-given background image at the data set's resolution."""
+    return resize_frame(reader.read_background(Path(path)), size)
+
+
+def clip_range(clip_len: int | None, clip_start: str | int, seed: int, epoch: int, index: int,
+               t_count: int, onsets: np.ndarray | None = None, lead: int = 0) -> tuple[int, int]:
+    """[start, stop) of item `index`'s clip in a video of t_count frames; random starts depend on
+    (seed, epoch, index) only, so every data source gives the same clips for the same seed.
+    clip_start 'containment': a window starting up to `lead` frames before one of the `onsets` (frames where
+    the snitch goes under a cone), random where there is none."""
+    if clip_len is None or clip_len >= t_count:
+        return 0, t_count
+    room = t_count - clip_len
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
+    if clip_start == "containment" and onsets is not None and len(onsets):
+        # a window that sees the snitch go under a cone, and then as much carrying as fits
+        start = min(max(int(rng.choice(onsets)) - int(rng.integers(0, lead + 1)), 0), room)
+        return start, start + clip_len
+    if clip_start in ("random", "containment"):
+        return (start := int(rng.integers(0, room + 1))), start + clip_len
+    if clip_start == "fixed":
+        return room, t_count  # the clip that ends on the labelled last frame
+    start = min(max(int(clip_start), 0), room)
+    return start, start + clip_len
 
 
 class CaterVideos(torch.utils.data.Dataset):
@@ -70,6 +102,7 @@ class CaterVideos(torch.utils.data.Dataset):
         lead: int = 12,
         cache_dir: str | Path | None = None,
         with_extras: bool = True,
+        background: str | Path | None = None,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -84,6 +117,10 @@ class CaterVideos(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "cache"
+        self.cache = FrameCache(self.cache_dir, self.size)
+        self.background_path = Path(background) if background else None
+        if self.background_path is not None:
+            background_image(self.background_path, self.size)  # a bad path fails now, not mid-training
         self.with_extras = with_extras
         self._scenes: dict[str, S.Scene] = {}
 
@@ -100,36 +137,6 @@ class CaterVideos(torch.utils.data.Dataset):
             self._scenes[name] = reader.read_scene(self.root / "scenes" / f"{name}.json")
         return self._scenes[name]
 
-    def _cache_paths(self, name: str, kind: str) -> tuple[Path, Path]:
-        folder = self.cache_dir / f"{self.size[0]}x{self.size[1]}"
-        return folder / f"{name}.{kind}.u8", folder / f"{name}.{kind}.json"
-
-    def _cached(self, name: str, kind: str, source: Path, shape: tuple[int, ...], build) -> np.ndarray:
-        """Memory-map a cached uint8 array, building it from `source` with `build()` when needed."""
-        data_path, meta_path = self._cache_paths(name, kind)
-        stat = source.stat()
-        meta = {
-            "format": CACHE_FORMAT,
-            "shape": list(shape),
-            "source_size": stat.st_size,
-            "source_mtime_ns": stat.st_mtime_ns,
-        }
-        if data_path.is_file() and meta_path.is_file():
-            try:
-                if json.loads(meta_path.read_text()) == meta:
-                    return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
-            except json.JSONDecodeError:
-                pass  # a torn sidecar: rebuild below
-        array = build()
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = data_path.with_name(f"{data_path.name}.{os.getpid()}.tmp")
-        array.tofile(tmp)
-        os.replace(tmp, data_path)
-        tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, meta_path)
-        return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
-
     def frames(self, name: str) -> np.ndarray:
         """(T, 3, H, W) uint8 memmap of the whole video at the dataset resolution."""
         t_count = self.scene(name).num_frames
@@ -139,9 +146,9 @@ class CaterVideos(torch.utils.data.Dataset):
 
         def build():
             rgb = reader.read_video(video, t_count)
-            return np.stack([_resize(f, self.size) for f in rgb]).transpose(0, 3, 1, 2).copy()
+            return np.stack([resize_frame(f, self.size) for f in rgb]).transpose(0, 3, 1, 2).copy()
 
-        return self._cached(name, "frames", video, (t_count, 3, *self.size), build)
+        return self.cache.cached(name, "frames", file_fingerprint(video), (t_count, 3, *self.size), build)
 
     def has_ground_truth(self, name: str) -> bool:
         return self.with_extras and (self.root / "ground_truth" / f"{name}.npz").is_file()
@@ -154,39 +161,46 @@ class CaterVideos(torch.utils.data.Dataset):
         gt = reader.read_ground_truth(path, sc.num_frames, len(sc.objects))
 
         def build():
-            return np.stack([_resize(i, self.size, nearest=True) for i in gt["ids"]])
+            return np.stack([resize_frame(i, self.size, nearest=True) for i in gt["ids"]])
 
-        gt["ids"] = self._cached(name, "ids", path, (sc.num_frames, *self.size), build)
+        gt["ids"] = self.cache.cached(name, "ids", file_fingerprint(path), (sc.num_frames, *self.size), build)
         return gt
 
     def background(self, name: str) -> np.ndarray:
         """(H, W, 3) uint8 RGB background of one video."""
+        if self.background_path is not None:
+            return background_image(self.background_path, self.size)
         for path in (self.root / "backgrounds" / f"{name}.png", self.root / "background.png"):
             if path.is_file():
-                return _resize(reader.read_background(path), self.size)
-        frames = self.frames(name)
-        pick = np.linspace(0, len(frames) - 1, min(MEDIAN_FRAMES, len(frames))).astype(int)
-        return np.median(frames[pick], axis=0).astype(np.uint8).transpose(1, 2, 0)
+                return resize_frame(reader.read_background(path), self.size)
+        return median_background(self.frames(name))
+
+    def background_source(self) -> str:
+        """Says where the backgrounds come from (for `loci data stats` and logs)."""
+        if self.background_path is not None:
+            return f"the given image {self.background_path}"
+        if (self.root / "backgrounds").is_dir():
+            return f"{self.root / 'backgrounds'}/<video>.png (each video's empty scene)"
+        if (self.root / "background.png").is_file():
+            return f"{self.root / 'background.png'}"
+        return f"the per-pixel median of {MEDIAN_FRAMES} frames of each video"
+
+    def nominal_background(self) -> np.ndarray:
+        """(H, W, 3) uint8: the data set's one empty scene, stored in checkpoints for the tracker and the GUI
+        (videos with a jittered camera have their own, passed per batch)."""
+        if self.background_path is not None:
+            return background_image(self.background_path, self.size)
+        path = self.root / "background.png"
+        if not path.is_file():
+            raise reader.CaterFormatError(f"{path}: the data set has no background.png (needed by Loci's "
+                                          "static background); give one with --background IMG")
+        return resize_frame(reader.read_background(path), self.size)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
 
     # ---- items ----------------------------------------------------------------------------------
-    def _clip_range(self, index: int, sc: S.Scene) -> tuple[int, int]:
-        t_count = sc.num_frames
-        if self.clip_len is None or self.clip_len >= t_count:
-            return 0, t_count
-        room = t_count - self.clip_len
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        onsets = self._containment_onsets(sc) if self.clip_start == "containment" else []
-        if len(onsets):
-            # a window that sees the snitch go under a cone, and then as much carrying as fits
-            start = min(max(int(rng.choice(onsets)) - int(rng.integers(0, self.lead + 1)), 0), room)
-        elif self.clip_start in ("random", "containment"):
-            start = int(rng.integers(0, room + 1))
-        elif self.clip_start == "fixed":
-            start = room  # the clip that ends on the labelled last frame
-        else:
-            start = min(max(int(self.clip_start), 0), room)
-        return start, start + self.clip_len
-
     @staticmethod
     def _containment_onsets(sc: S.Scene) -> np.ndarray:
         """Frames at which the snitch goes under a cone."""
@@ -197,7 +211,9 @@ class CaterVideos(torch.utils.data.Dataset):
         entry = self.entries[index]
         name = entry.name
         sc = self.scene(name)
-        t0, t1 = self._clip_range(index, sc)
+        onsets = self._containment_onsets(sc) if self.clip_start == "containment" else None
+        t0, t1 = clip_range(self.clip_len, self.clip_start, self.seed, self.epoch, index, sc.num_frames,
+                            onsets, self.lead)
         k_count = len(sc.objects)
         if k_count > MAX_OBJECTS:
             raise reader.CaterFormatError(f"{name}: {k_count} objects, at most {MAX_OBJECTS} supported")

@@ -103,3 +103,31 @@ def animated_gif(root: Path, name: str, out_gif: Path) -> Path:
         out_gif, save_all=True, append_images=images[1:], duration=int(1000 * GIF_STRIDE / 24), loop=0
     )
     return out_gif
+
+
+def footage_preview(dataset, name: str, out_png: Path, gif: bool = True, columns: int = 4) -> list[Path]:
+    """Contact sheet (SHEET_FRAMES frames and, last, the background training uses, labelled with where it
+    comes from) and optionally a GIF of one footage sequence (a FootageVideos item)."""
+    frames = np.array(dataset.frames(name)).transpose(0, 2, 3, 1)      # (T, H, W, 3)
+    picks = np.linspace(0, len(frames) - 1, SHEET_FRAMES - 1).round().astype(int)
+    panels = [_label(frames[t].copy(), f"{name} frame {t}") for t in picks]
+    what = "background: " + ("given image" if dataset.background_path is not None else "median of frames")
+    panels.append(_label(dataset.background(name).copy(), what))
+    rows = [np.concatenate(panels[i:i + columns], axis=1) for i in range(0, len(panels), columns)]
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_png), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    written = [out_png]
+    if gif:
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames[::GIF_STRIDE]]
+        path = out_png.with_suffix(".gif")
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * GIF_STRIDE / 24), loop=0)
+        written.append(path)
+    return written
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    cv2.putText(img, text, (3, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+    return img

@@ -99,3 +99,17 @@ def format_table(stats: dict[str, float]) -> str:
         lines.append(f"{key:<18} {100 * stats[key]:7.1f}% {100 * ref:7.1f}%")
     lines.append(f"{'videos':<18} {int(stats['videos']):>8}")
     return "\n".join(lines)
+
+
+def footage_table(dataset, seed: int) -> str:
+    """What training will see of a FootageVideos data set (split "all"): sequences, frames, split, background."""
+    from loci_core.data.footage import VALIDATION_FRACTION, split_names
+
+    counts = np.array([s.num_frames for s in dataset.sequences])
+    test = split_names(dataset.names, "test", seed)
+    return "\n".join([
+        f"{dataset.source.description}: {len(counts)} sequences, {counts.sum()} frames "
+        f"(per sequence min {counts.min()}, median {int(np.median(counts))}, max {counts.max()})",
+        f"split by sequence (seed {seed}, {VALIDATION_FRACTION:.0%} held out): train {len(counts) - len(test)}, "
+        f"test {len(test)}" + (f" ({', '.join(test[:5])}{' ...' if len(test) > 5 else ''})" if test else ""),
+        f"background: {dataset.background_source()}"])

@@ -7,7 +7,9 @@ and `loci_ros.messages.build_outputs`. Each output carries the input image's hea
 the input's bag time, under `<namespace>/{detections,masks,debug_image,markers}`.
 
 The tracker resets at each `/loci/scene_reset` (a new video of a made bag), as the node does on its
-`scene_reset` topic. The one difference from a live run, on purpose: every frame is tracked (a live
+`scene_reset` topic, and where bag time jumps by more than `gap_s` between two images (a pause in a
+recording; training splits footage into sequences at the same places). The image topic may carry
+sensor_msgs/Image or CompressedImage. The one difference from a live run, on purpose: every frame is tracked (a live
 node drops frames it cannot keep up with). The input topics are copied into the output bag too (unless
 asked not to), so ground truth and outputs sit side by side; `loci bag eval` scores the outputs.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from loci_core.data.bag_footage import DEFAULT_GAP_S
 from loci_ros.bags import CAMERA_INFO_TOPIC, IMAGE_TOPIC, SCENE_RESET_TOPIC
 from loci_ros.bags.storage import BagError, BagWriter, open_bag
 from loci_ros.tracker_setup import (
@@ -30,8 +33,12 @@ from loci_ros.tracker_setup import (
     output_settings,
     pinhole_camera,
     rgb_frame,
+    size_problem,
     value_problem,
 )
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
 
 OUTPUT_TYPES = {
     "detections": "vision_msgs/msg/Detection2DArray",
@@ -97,13 +104,13 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
               params_file: str | Path | None = None, storage: str = "mcap", namespace: str = "/loci",
               image_topic: str = IMAGE_TOPIC, camera_info_topic: str = CAMERA_INFO_TOPIC,
               reset_on_scene: bool = True, copy_input: bool = True, device: str | None = None,
-              progress: bool = True) -> TrackStats:
+              progress: bool = True, gap_s: float | None = DEFAULT_GAP_S) -> TrackStats:
     """Track every image of `bag` and write the outputs (and by default the input) into a new bag `out`.
 
     Raises BagError for unusable bags, ValueError for bad parameters and tracker_setup.StartupError
-    (a RuntimeError) when the checkpoint or background cannot be loaded."""
+    (a RuntimeError) when the checkpoint or background cannot be loaded. `gap_s` None: no resets at gaps."""
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tqdm import tqdm
 
     from loci_ros.messages import build_outputs
@@ -115,16 +122,18 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
     stats = TrackStats(written={t: 0 for t in topics.values()})
     with open_bag(bag) as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
-        if types.get(image_topic) != "sensor_msgs/msg/Image":
-            raise BagError(f"bag {bag} has no sensor_msgs/msg/Image topic {image_topic} "
-                           f"(it has: {', '.join(sorted(types))})")
+        if image_topic not in types:
+            raise BagError(f"bag {bag} has no topic {image_topic} (it has: {', '.join(sorted(types))})")
+        if types[image_topic] not in (IMAGE, COMPRESSED):
+            raise BagError(f"bag {bag}: {image_topic} carries {types[image_topic]}, not {IMAGE} or {COMPRESSED}")
+        compressed = types[image_topic] == COMPRESSED
         clashes = sorted(set(topics.values()) & set(types)) if copy_input else []
         if clashes:
             raise BagError(f"bag {bag} already has {', '.join(clashes)}; pick another --namespace")
         tracker = make_tracker(params)
         settings = output_settings(params)
         use_camera_info = params["camera_model"] == "camera_info"
-        camera_k, input_shape = None, None
+        camera_k, input_shape, last_image_ns, reset_pending = None, None, None, False
         wanted = [c for c in reader.connections
                   if copy_input or c.topic in (image_topic, camera_info_topic, SCENE_RESET_TOPIC)]
         total = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
@@ -134,8 +143,7 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                 if copy_input:
                     writer.write(conn.topic, conn.msgtype, t_ns, raw)
                 if conn.topic == SCENE_RESET_TOPIC and reset_on_scene:
-                    tracker.reset()
-                    stats.resets += 1
+                    reset_pending = True  # at the next image: a gap there must not reset a second time
                 elif conn.topic == camera_info_topic and use_camera_info:
                     info = deserialize_message(bytes(raw), CameraInfo)
                     try:
@@ -145,9 +153,15 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                     camera_k = tuple(info.k)
                 elif conn.topic == image_topic:
                     bar.update()
-                    msg = deserialize_message(bytes(raw), Image)
+                    gap = gap_s is not None and last_image_ns is not None and t_ns - last_image_ns > gap_s * 1e9
+                    if reset_pending or gap:
+                        tracker.reset()
+                        stats.resets += 1
+                    reset_pending, last_image_ns = False, t_ns
+                    msg = deserialize_message(bytes(raw), CompressedImage if compressed else Image)
                     try:
-                        image = rgb_frame(msg, tracker.resolution, params["max_aspect_error"])
+                        image = (_decompressed(msg, tracker.resolution, params["max_aspect_error"]) if compressed
+                                 else rgb_frame(msg, tracker.resolution, params["max_aspect_error"]))
                     except FrameRejected as err:
                         stats.skipped[str(err)] = stats.skipped.get(str(err), 0) + 1
                         continue
@@ -166,3 +180,18 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
         print(f"[bag track] dropped {count} frame(s), {problem}", file=sys.stderr)
     return stats
 
+
+
+def _decompressed(msg, resolution: tuple[int, int], max_aspect_error: float):
+    """A sensor_msgs/CompressedImage as the (H, W, 3) uint8 RGB frame to track (rgb_frame's checks)."""
+    from loci_core.data.bag_footage import image_rgb
+    from loci_core.data.footage import FootageError
+
+    try:
+        image = image_rgb(msg, COMPRESSED, "compressed image")
+    except FootageError as err:
+        raise FrameRejected(f"format {msg.format}", f"image: {err}") from None
+    problem = size_problem(image.shape[1], image.shape[0], resolution, max_aspect_error)
+    if problem:
+        raise FrameRejected(f"size {image.shape[1]}x{image.shape[0]}", f"image: {problem}")
+    return image
