@@ -443,14 +443,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
+    from .device import DeviceError, resolve_device
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     try:
+        device = resolve_device(args.device)
         results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
                            args.resize, progress=not args.no_progress, compile_model=args.compile)
-    except (EvalError, CheckpointError, CaterFormatError, OSError) as err:
+    except (EvalError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown(results))

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .latents import Latents, save_latents
 
@@ -100,14 +99,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
+    from .device import DeviceError, resolve_device
     from .evaluate import EvalError
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     try:
+        device = resolve_device(args.device)
         written = save_video_latents(args.checkpoint, args.data, args.video, args.out, args.split, device,
                                      args.resize, not args.no_sheets, args.format)
-    except (EvalError, CheckpointError, CaterFormatError, OSError, ValueError) as err:
+    except (EvalError, CheckpointError, CaterFormatError, DeviceError, OSError, ValueError) as err:
         print(f"loci save: error: {err}", file=sys.stderr)
         return 2
     for name, path in written.items():

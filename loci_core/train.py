@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, LociConfig, config_from_dict, load_config, save_config
+from .device import DeviceError, resolve_device
 from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
@@ -69,24 +70,12 @@ class Dist:
         return self.world > 1
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda, but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise TrainError(f"unknown --device {name!r} (auto, cpu or cuda)")
-    return torch.device("cpu")
-
-
 def _init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(), _resolve_device(device_name, 0)
+        return Dist(), resolve_device(device_name)
     d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = _resolve_device(device_name, d.local_rank)
+    device = resolve_device(device_name, d.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -568,7 +557,7 @@ def run(args) -> int:
             # exit after finishing ("terminate called without an active exception"); with it, none in 60
             dist.barrier()
         return code
-    except (TrainError, ConfigError, CheckpointError, CaterFormatError, OSError) as err:
+    except (TrainError, ConfigError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci train: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     finally:
