@@ -115,7 +115,11 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
     stats = TrackStats(written={t: 0 for t in topics.values()})
     with open_bag(bag) as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
-        if types.get(image_topic) != "sensor_msgs/msg/Image":
+        image_types = sorted({c.msgtype for c in reader.connections if c.topic == image_topic})
+        if image_types and image_types != ["sensor_msgs/msg/Image"]:
+            raise BagError(f"bag {bag}: topic {image_topic} carries {', '.join(image_types)}, not "
+                           "sensor_msgs/msg/Image")
+        if not image_types:
             raise BagError(f"bag {bag} has no sensor_msgs/msg/Image topic {image_topic} "
                            f"(it has: {', '.join(sorted(types))})")
         clashes = sorted(set(topics.values()) & set(types)) if copy_input else []
