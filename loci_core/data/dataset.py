@@ -26,6 +26,7 @@ Item (T = whole video or clip_len frames; K padded to MAX_OBJECTS = 10, `num_obj
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class CaterVideos(torch.utils.data.Dataset):
             "source_size": stat.st_size,
             "source_mtime_ns": stat.st_mtime_ns,
         }
-        if data_path.is_file() and meta_path.is_file():
+        # A cache file of another size (cut short by a full disk or a copy) is rebuilt like a stale one.
+        if data_path.is_file() and meta_path.is_file() and data_path.stat().st_size == math.prod(shape):
             try:
                 if json.loads(meta_path.read_text()) == meta:
                     return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
