@@ -394,6 +394,18 @@ def config_to_dict(cfg: LociConfig) -> dict:
     return _to_plain(cfg)
 
 
+def config_differences(old: LociConfig, new: LociConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'dotted.key: old -> new' for every setting that differs (keys in `ignore` left out)."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    a, b = flat(config_to_dict(old)), flat(config_to_dict(new))
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in dict.fromkeys([*a, *b])
+            if key not in ignore and a.get(key) != b.get(key)]
+
+
 def _read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

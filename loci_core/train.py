@@ -39,6 +39,7 @@ from .device import DeviceError, resolve_device
 from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
+from .run_checks import earlier_run_problem, resume_data_problem, resume_settings_problem
 from .run_dir import RunDir
 from .schedules import lr_factor, ramps_at
 from .state import LociState
@@ -481,6 +482,16 @@ class Trainer:
 # Command line
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="model/training config YAML (config/models/<name>.yaml)")
     p.add_argument("--data", type=Path, help="CATER-format data set directory (on --resume: the run's)")
@@ -489,8 +500,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--updates", type=int, metavar="N", help="stage length (overrides train.updates)")
+    p.add_argument("--updates", type=_positive_int, metavar="N", help="stage length (overrides train.updates)")
     p.add_argument("--split", default="train", help="data split to train on: train | test | all")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the files of an earlier run in --out (config, logs, checkpoints) and start anew")
+    p.add_argument("--resize", action="store_true",
+                   help="on --resume: accept --data whose videos have another size than the run's data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -511,6 +526,9 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
             raise TrainError(f"{args.resume}: no checkpoint to resume from (expected checkpoints/step-*.pt)")
         ckpt = load_checkpoint(latest)
         cfg = config_from_dict(ckpt["config"], source=f"{latest} (config)")
+        problem = resume_settings_problem(cfg, latest, run, args.config, args.stage)
+        if problem:
+            raise TrainError(problem)
         ts = ckpt.get("train_state") or {}
         data = args.data or (Path(ts["data"]) if "data" in ts else None)
         split = ts.get("split", args.split)
@@ -518,6 +536,9 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
             cfg.train.updates = args.updates
         if data is None:
             raise TrainError("--data is required")
+        problem = resume_data_problem(latest, ts, cfg.resolution, data, split, args.resize)
+        if problem:
+            raise TrainError(problem)
         trainer = Trainer(cfg, data, run, device, ddp, split=split, progress=not args.no_progress)
         trainer.resume_from(latest)
         if ddp.main:
@@ -531,13 +552,19 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
         cfg.train.updates = args.updates
     name = args.config.stem + (f"-stage{args.stage}" if args.stage is not None else "")
     run = RunDir(args.out or Path("runs") / name)
-    if run.list_checkpoints():
-        raise TrainError(f"{run.path} already holds checkpoints; continue it with --resume {run.path} "
-                         "or choose another --out")
+    problem = earlier_run_problem(run)
+    if problem and not args.overwrite:
+        raise TrainError(problem)
     trainer = Trainer(cfg, args.data, run, device, ddp, split=args.split, progress=not args.no_progress)
     if args.init is not None:
         trainer.init_from(args.init)
+    if ddp.active:
+        dist.barrier()  # every process has looked at the run directory before rank 0 clears and writes it
     if ddp.main:
+        removed = run.clear() if args.overwrite else []
+        if removed:
+            print(f"loci train: --overwrite: deleted {len(removed)} file(s) of an earlier run in {run.path}",
+                  file=sys.stderr)
         run.create()
         save_config(cfg, run.config_yaml)
     return trainer
@@ -560,6 +587,9 @@ def run(args) -> int:
     except (TrainError, ConfigError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci train: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C while loading data or building the model (train() handles it later)
+        print("loci train: interrupted before training started; no checkpoint written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if ddp.active and dist.is_initialized():
             dist.destroy_process_group()
