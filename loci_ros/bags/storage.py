@@ -192,4 +192,3 @@ class BagWriter:
             message = typestore().serialize_cdr(message, msgtype)
         self._writer.write(conn, int(stamp_ns), message)
         self.count += 1
-
