@@ -431,7 +431,7 @@ def register(subparsers) -> None:
                         "see bench/README.md)")
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
     p.add_argument("--compile", action="store_true",
                    help="compile the model's step with TorchInductor (on a CPU about 1.4x faster, after "

@@ -151,7 +151,7 @@ def register(subparsers) -> None:
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--batch", type=int, default=None, help="videos per batch (default: as loci eval)")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoints' resolution")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json and PREFIX.png")
     p.add_argument("--extend", action="store_true",
                    help="add to the rows already in PREFIX.json (same videos) instead of replacing them")

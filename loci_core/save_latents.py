@@ -89,7 +89,7 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="index in the split, or the video's name")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--split", default="all", help="split the index refers to: all (default), train or test")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resize", action="store_true", help="resize the video to the checkpoint's resolution")
     p.add_argument("--no-sheets", action="store_true", help="skip the per-step image sheets")
     p.add_argument("--format", default="gif", choices=("gif", "mp4"), help="overlay video format")

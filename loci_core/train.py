@@ -499,7 +499,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, metavar="CKPT", help="start from these weights (previous stage)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--updates", type=_positive_int, metavar="N", help="stage length (overrides train.updates)")
     p.add_argument("--split", default="train", help="data split to train on: train | test | all")
     p.add_argument("--overwrite", action="store_true",
