@@ -52,13 +52,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    keep_freed_memory()
-    return int(args.func(args) or 0)
+    try:
+        parser = build_parser(argv[0] if argv else None)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        keep_freed_memory()
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C that no command handles, e.g. while torch is being imported
+        print(f"loci{' ' + argv[0] if argv else ''}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -187,6 +187,7 @@ class TrainConfig:
     """length of the stage in optimiser steps (one per frame)"""
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
+    """the newest checkpoints kept; 0 keeps them all"""
     log_every: int = 100
     image_every: int = 2000
     seed: int = 0
@@ -343,7 +344,32 @@ def _validate(cfg: LociConfig) -> LociConfig:
         raise ConfigError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {cfg.train.lr_schedule!r}")
     if not 0.0 <= cfg.train.lr_final_factor <= 1.0:
         raise ConfigError(f"train.lr_final_factor must be in [0, 1], got {cfg.train.lr_final_factor}")
+    _check_train_ranges(cfg.train)
     return cfg
+
+
+def _check_train_ranges(t: TrainConfig) -> None:
+    """Counts, intervals and weights that have no meaning below a bound (an interval of 0 divides by zero)."""
+    at_least = (("updates", t.updates, 1), ("checkpoint_every", t.checkpoint_every, 1),
+                ("log_every", t.log_every, 1), ("image_every", t.image_every, 1),
+                ("keep_checkpoints", t.keep_checkpoints, 0), ("warmup_calls", t.warmup_calls, 0),
+                ("entity_pretraining_steps", t.entity_pretraining_steps, 0), ("num_workers", t.num_workers, 0),
+                ("learning_rate", t.learning_rate, 0), ("background_learning_rate", t.background_learning_rate, 0),
+                ("slot_init_lr_factor", t.slot_init_lr_factor, 0), ("std_ramp_rate", t.std_ramp_rate, 0),
+                ("background_ramp_rate", t.background_ramp_rate, 0),
+                ("supervision_factor", t.supervision_factor, 0),
+                ("position_regularizer", t.position_regularizer, 0), ("position_factor", t.position_factor, 0),
+                ("object_regularizer", t.object_regularizer, 0), ("time_regularizer", t.time_regularizer, 0),
+                ("time_factor", t.time_factor, 0), ("foreground_threshold", t.foreground_threshold, 0))
+    for key, value, low in at_least:
+        if not value >= low:  # also rejects NaN
+            raise ConfigError(f"train.{key} must be at least {low}, got {value}")
+    if not t.eps > 0:
+        raise ConfigError(f"train.eps must be greater than 0, got {t.eps}")
+    for key, pair in (("betas", t.betas), ("slot_init_betas", t.slot_init_betas)):
+        for i, beta in enumerate(pair):
+            if not 0.0 <= beta < 1.0:
+                raise ConfigError(f"train.{key}[{i}] must be in [0, 1), got {beta}")
 
 
 def config_from_dict(data: dict, stage: int | None = None, source: str = "config") -> LociConfig:
@@ -389,6 +415,18 @@ def config_from_dict(data: dict, stage: int | None = None, source: str = "config
 def config_to_dict(cfg: LociConfig) -> dict:
     """The resolved config as plain YAML-able data (no `stages`: the overrides are applied)."""
     return _to_plain(cfg)
+
+
+def config_differences(old: LociConfig, new: LociConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'dotted.key: old -> new' for every setting that differs (keys in `ignore` left out)."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    a, b = flat(config_to_dict(old)), flat(config_to_dict(new))
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in dict.fromkeys([*a, *b])
+            if key not in ignore and a.get(key) != b.get(key)]
 
 
 def _read_yaml(path: str | Path) -> dict:

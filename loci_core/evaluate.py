@@ -551,7 +551,7 @@ def register(subparsers) -> None:
                         "see bench/README.md)")
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
     p.add_argument("--compile", action="store_true",
                    help="compile the model's step with TorchInductor (on a CPU about 1.4x faster, after "
@@ -564,15 +564,15 @@ def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
     from .data.sources import data_options
+    from .device import DeviceError, resolve_device
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     try:
+        device = resolve_device(args.device)
         results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
                            args.resize, progress=not args.no_progress, compile_model=args.compile,
                            data_options=data_options(args))
-    except (EvalError, CheckpointError, CaterFormatError, OSError) as err:
+    except (EvalError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci eval: error: {err}", file=sys.stderr)
         return 2
     if results.get("kind") == "footage":

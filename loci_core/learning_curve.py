@@ -18,8 +18,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
 from .evaluate import BEST_SLOT
 
 CATER_KEYS = ("top1", "top5", "l1")
@@ -153,7 +151,7 @@ def register(subparsers) -> None:
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--batch", type=int, default=None, help="videos per batch (default: as loci eval)")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoints' resolution")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json and PREFIX.png")
     p.add_argument("--extend", action="store_true",
                    help="add to the rows already in PREFIX.json (same videos) instead of replacing them")
@@ -164,19 +162,19 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
+    from .device import DeviceError, resolve_device
     from .evaluate import EvalError
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     earlier = Path(f"{args.out}.json")
     try:
+        device = resolve_device(args.device)
         # read before the (long) evaluation, so that a wrong file fails at once
         old = read_curve(earlier) if args.extend and earlier.exists() else []
         rows, last = learning_curve(args.checkpoints, args.data, args.split, args.batch, args.videos, device,
                                     args.resize, progress=not args.no_progress)
         rows = extend_rows(old, rows, earlier) if old else rows
         written = write_curve(rows, last, args.out)
-    except (CurveError, EvalError, CheckpointError, CaterFormatError, OSError) as err:
+    except (CurveError, EvalError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci curve: error: {err}", file=sys.stderr)
         return 2
     for r in rows:

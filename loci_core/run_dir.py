@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
+_CKPT_LEFTOVER = re.compile(r"^\.step-\d+\.pt\.tmp\d+$")  # an interrupted checkpoint write
+_TB_EVENTS = "events.out.tfevents.*"
 
 
 class RunDir:
@@ -34,6 +36,23 @@ class RunDir:
     def create(self) -> RunDir:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         return self
+
+    def run_files(self) -> list[Path]:
+        """The files a run writes that are here already (a new run must not mix its logs into them)."""
+        found = [p for p in (self.config_yaml, self.metrics_csv) if p.is_file()]
+        if self.tb_dir.is_dir():
+            found += sorted(self.tb_dir.glob(_TB_EVENTS))
+        if self.checkpoints.is_dir():
+            found += sorted(p for p in self.checkpoints.iterdir()
+                            if _CKPT.match(p.name) or _CKPT_LEFTOVER.match(p.name))
+        return found
+
+    def clear(self) -> list[Path]:
+        """Delete the run files (and nothing else the directory holds); returns what was deleted."""
+        found = self.run_files()
+        for path in found:
+            path.unlink()
+        return found
 
     # ------------------------------------------------------------------ checkpoints
 

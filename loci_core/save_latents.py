@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .latents import Latents, save_latents
 
@@ -98,7 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="index in the split, or the video's name")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--split", default="all", help="split the index refers to: all (default), train or test")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resize", action="store_true", help="resize the video to the checkpoint's resolution")
     p.add_argument("--no-sheets", action="store_true", help="skip the per-step image sheets")
     p.add_argument("--format", default="gif", choices=("gif", "mp4"), help="overlay video format")
@@ -109,14 +108,14 @@ def run(args) -> int:
     from .checkpoint import CheckpointError
     from .data.reader import CaterFormatError
     from .data.sources import data_options
+    from .device import DeviceError, resolve_device
     from .evaluate import EvalError
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     try:
+        device = resolve_device(args.device)
         written = save_video_latents(args.checkpoint, args.data, args.video, args.out, args.split, device,
                                      args.resize, not args.no_sheets, args.format, data_options(args))
-    except (EvalError, CheckpointError, CaterFormatError, OSError, ValueError) as err:
+    except (EvalError, CheckpointError, CaterFormatError, DeviceError, OSError, ValueError) as err:
         print(f"loci save: error: {err}", file=sys.stderr)
         return 2
     for name, path in written.items():

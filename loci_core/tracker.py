@@ -31,6 +31,7 @@ import torch
 
 from loci_core import carrier
 from loci_core.camera import CATER_Z0, PinholeCamera, ProjectiveCamera, pixel_to_screen
+from loci_core.device import resolve_device
 
 # A gestalt code entry counts as bit 1 above this (the bottleneck pushes entries towards 0 or 1).
 GESTALT_BIT_THRESHOLD = 0.5
@@ -103,11 +104,12 @@ class OnlineTracker:
                  ground_height: float | None = None,
                  visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0,
                  compile_model: bool = False, follow_carriers: bool = True, carrier_radius: float = 0.25):
+        device = resolve_device(device)
         self.model = model.to(device).eval()
         if compile_model:  # Loci.compile_inference: about a minute on a CPU (seconds from TorchInductor's cache)
             self.model.compile_inference(batch_size=1)
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = device
         self.camera = camera
         self.ground_height = default_ground_height(camera) if ground_height is None else float(ground_height)
         self.visibility_threshold = float(visibility_threshold)
@@ -126,6 +128,7 @@ class OnlineTracker:
         """Load a checkpoint (`loci_core.checkpoint.load_model`); its stored background is used if present."""
         from loci_core.checkpoint import load_model
 
+        device = resolve_device(device)
         model, cfg, ckpt = load_model(path, device=device, level=level)
         if background is None and ckpt.get("background") is not None:
             background = ckpt["background"]

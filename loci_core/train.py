@@ -36,9 +36,11 @@ import torch.distributed as dist
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, LociConfig, config_from_dict, load_config, save_config
 from .data.sources import add_footage_arguments, data_options
+from .device import DeviceError, resolve_device
 from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
+from .run_checks import earlier_run_problem, resume_data_problem, resume_settings_problem
 from .run_dir import RunDir
 from .schedules import lr_factor, ramps_at
 from .state import LociState
@@ -70,24 +72,12 @@ class Dist:
         return self.world > 1
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda, but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise TrainError(f"unknown --device {name!r} (auto, cpu or cuda)")
-    return torch.device("cpu")
-
-
 def _init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(), _resolve_device(device_name, 0)
+        return Dist(), resolve_device(device_name)
     d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = _resolve_device(device_name, d.local_rank)
+    device = resolve_device(device_name, d.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -508,6 +498,16 @@ class Trainer:
 # Command line
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="model/training config YAML (config/models/<name>.yaml)")
     p.add_argument("--data", type=Path, help="CATER-format directory, folder of video files or rosbag2 "
@@ -517,12 +517,16 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, metavar="CKPT", help="start from these weights (previous stage)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--updates", type=int, metavar="N", help="stage length (overrides train.updates)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--updates", type=_positive_int, metavar="N", help="stage length (overrides train.updates)")
     p.add_argument("--max-minutes", type=float, metavar="M",
                    help="time box: after M minutes of training, write a checkpoint and end (exit 0); "
                         "continue later with --resume")
     p.add_argument("--split", default="train", help="data split to train on: train | test | all")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the files of an earlier run in --out (config, logs, checkpoints) and start anew")
+    p.add_argument("--resize", action="store_true",
+                   help="on --resume: accept --data whose videos have another size than the run's data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -543,6 +547,9 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
             raise TrainError(f"{args.resume}: no checkpoint to resume from (expected checkpoints/step-*.pt)")
         ckpt = load_checkpoint(latest)
         cfg = config_from_dict(ckpt["config"], source=f"{latest} (config)")
+        problem = resume_settings_problem(cfg, latest, run, args.config, args.stage)
+        if problem:
+            raise TrainError(problem)
         ts = ckpt.get("train_state") or {}
         data = args.data or (Path(ts["data"]) if "data" in ts else None)
         split = ts.get("split", args.split)
@@ -550,6 +557,9 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
             cfg.train.updates = args.updates
         if data is None:
             raise TrainError("--data is required")
+        problem = resume_data_problem(latest, ts, cfg.resolution, data, split, args.resize)
+        if problem:
+            raise TrainError(problem)
         options = {**ts.get("data_options", {}), **data_options(args)}
         trainer = Trainer(cfg, data, run, device, ddp, split=split, progress=not args.no_progress,
                           data_options=options)
@@ -565,14 +575,20 @@ def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
         cfg.train.updates = args.updates
     name = args.config.stem + (f"-stage{args.stage}" if args.stage is not None else "")
     run = RunDir(args.out or Path("runs") / name)
-    if run.list_checkpoints():
-        raise TrainError(f"{run.path} already holds checkpoints; continue it with --resume {run.path} "
-                         "or choose another --out")
+    problem = earlier_run_problem(run)
+    if problem and not args.overwrite:
+        raise TrainError(problem)
     trainer = Trainer(cfg, args.data, run, device, ddp, split=args.split, progress=not args.no_progress,
                       data_options=data_options(args))
     if args.init is not None:
         trainer.init_from(args.init)
+    if ddp.active:
+        dist.barrier()  # every process has looked at the run directory before rank 0 clears and writes it
     if ddp.main:
+        removed = run.clear() if args.overwrite else []
+        if removed:
+            print(f"loci train: --overwrite: deleted {len(removed)} file(s) of an earlier run in {run.path}",
+                  file=sys.stderr)
         run.create()
         save_config(cfg, run.config_yaml)
     return trainer
@@ -596,9 +612,12 @@ def run(args) -> int:
             # exit after finishing ("terminate called without an active exception"); with it, none in 60
             dist.barrier()
         return code
-    except (TrainError, ConfigError, CheckpointError, CaterFormatError, OSError) as err:
+    except (TrainError, ConfigError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci train: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C while loading data or building the model (train() handles it later)
+        print("loci train: interrupted before training started; no checkpoint written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if ddp.active and dist.is_initialized():
             dist.destroy_process_group()

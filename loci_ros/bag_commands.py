@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     track.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     track.add_argument("--params-file", default=None,
                        help="node parameters file (loci_tracker: ros__parameters:), as config/tracker.yaml")
-    track.add_argument("--device", default=None, help="torch device (overrides the params file)")
+    track.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the params file)")
     track.add_argument("--namespace", default="/loci", help="output topics go to NAMESPACE/detections etc.")
     track.add_argument("--image-topic", default="/camera/image_raw")
     track.add_argument("--camera-info-topic", default="/camera/camera_info")

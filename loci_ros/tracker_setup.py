@@ -48,7 +48,8 @@ PARAMETERS = {
     "checkpoint": ("", "path of the Loci checkpoint (.pt) to track with", True, None),
     "model_level": (0, "resolution level to run the model at (1: latent x4, 2: latent x16); 0 = the level "
                        "stored in the checkpoint", True, Range(0, 2, 1, integer=True)),
-    "device": ("cpu", "torch device of the model, e.g. cpu, cuda, cuda:1", True, None),
+    "device": ("cpu", "torch device of the model: cpu, cuda, cuda:N or auto (a GPU if torch sees one)", True,
+               None),
     "background": ("", "background image file (PNG/JPG of the empty scene); '' = the checkpoint's training "
                        "background, or the first frame after start/reset if it has none", True, None),
     "seed": (0, "seed of the model's random slot spawning (tracking is deterministic for a seed)", True,
@@ -128,6 +129,7 @@ def make_tracker(values: dict):
     Raises StartupError naming the parameter when the checkpoint or background cannot be used."""
     from loci_core.camera import ProjectiveCamera
     from loci_core.data.reader import CaterFormatError, read_background
+    from loci_core.device import DeviceError, resolve_device
     from loci_core.tracker import OnlineTracker
 
     if not values["checkpoint"]:
@@ -135,6 +137,10 @@ def make_tracker(values: dict):
     path = Path(values["checkpoint"]).expanduser()
     if not path.is_file():
         raise StartupError(f"checkpoint not found: {path} (parameter 'checkpoint')")
+    try:
+        device = resolve_device(values["device"], flag="device")
+    except DeviceError as err:
+        raise StartupError(f"{err} (parameter 'device')") from None
     background = None
     if values["background"]:
         try:
@@ -144,7 +150,7 @@ def make_tracker(values: dict):
     camera = ProjectiveCamera.cater() if values["camera_model"] == "cater" else None
     try:
         return OnlineTracker.from_checkpoint(
-            path, device=values["device"], camera=camera, level=values["model_level"] or None,
+            path, device=device, camera=camera, level=values["model_level"] or None,
             background=background, ground_height=values["ground_plane_height"],
             visibility_threshold=values["visibility_threshold"], seed=values["seed"],
             compile_model=values["compile_model"])

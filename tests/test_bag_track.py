@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from loci_ros.bags import IMAGE_TOPIC, SCENE_RESET_TOPIC
 from loci_ros.bags.make import boxes_from_labels, write_videos
@@ -179,6 +180,32 @@ def test_track_is_deterministic_and_errors_are_clear(tracked, bag, checkpoint, p
         from loci_ros.bags.track import track_bag
 
         track_bag(tmp_path / "missing", tmp_path / "w", checkpoint=str(checkpoint))
+
+
+def test_image_topic_of_another_type_is_named(checkpoint, tmp_path, capsys):
+    from loci_ros.bag_commands import main
+    from loci_ros.bags.storage import BagWriter
+    from loci_ros.vision_types import typestore
+
+    header = typestore().types["std_msgs/msg/Header"]
+    stamp = typestore().types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
+    wrong = tmp_path / "wrong"
+    with BagWriter(wrong) as writer:
+        writer.write(IMAGE_TOPIC, "std_msgs/msg/Header", 1_000_000_000, header(stamp=stamp, frame_id="camera"))
+    assert main(["track", str(wrong), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"topic {IMAGE_TOPIC} carries std_msgs/msg/Header, not sensor_msgs/msg/Image" in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that sees no CUDA device")
+def test_cuda_without_a_gpu_is_one_clear_error(bag, checkpoint, tmp_path, capsys):
+    from loci_ros.bag_commands import main
+
+    out = tmp_path / "out"
+    assert main(["track", str(bag), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "device cuda, but no CUDA device is available" in err and "(parameter 'device')" in err, err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_params_file_sections_match_as_for_the_node(tmp_path, capsys):

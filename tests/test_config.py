@@ -82,6 +82,22 @@ def test_bad_values_name_the_key_and_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("key, value, bound", [
+    ("checkpoint_every", 0, "at least 1"), ("log_every", 0, "at least 1"), ("image_every", 0, "at least 1"),
+    ("updates", -5, "at least 1"), ("updates", 0, "at least 1"), ("keep_checkpoints", -1, "at least 0"),
+    ("warmup_calls", -2, "at least 0"), ("learning_rate", -1.0e-4, "at least 0"),
+    ("learning_rate", float("nan"), "at least 0"), ("eps", 0.0, "greater than 0"),
+    ("betas", [0.9, 1.0], r"in \[0, 1\)"),
+])
+def test_out_of_range_training_values_name_the_key_file_and_range(tmp_path, key, value, bound):
+    with pytest.raises(ConfigError, match=rf"cfg\.yaml: train\.{key}(\[1\])? must be {bound}"):
+        load_config(_write(tmp_path, {"train": {key: value}}))
+    staged = _write(tmp_path, {"stages": {2: {"train": {key: value}}}})
+    load_config(staged)                         # the base config is fine; the stage applying it is not
+    with pytest.raises(ConfigError, match=rf"train\.{key}"):
+        load_config(staged, stage=2)
+
+
 def test_exponent_strings_are_read_as_numbers(tmp_path):
     # PyYAML reads `1e-4` (no dot) as a string; float fields accept it
     cfg = load_config(_write(tmp_path, {"train": {"learning_rate": "1e-4", "updates": "5e3"}}))

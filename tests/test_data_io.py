@@ -126,6 +126,17 @@ def test_cache_is_built_once_and_reused(data_dir, monkeypatch):
     assert torch.equal(again[0]["frames"], first)
 
 
+def test_truncated_cache_is_rebuilt(data_dir):
+    cache = data_dir / "cache_cut"
+    first = CaterVideos(data_dir, split="train", size=(30, 40), cache_dir=cache)[0]["frames"]
+    (cached,) = (cache / "30x40").glob("*.frames.u8")
+    with open(cached, "r+b") as f:  # as a full disk or an interrupted copy leaves it
+        f.truncate(cached.stat().st_size // 2)
+    again = CaterVideos(data_dir, split="train", size=(30, 40), cache_dir=cache)[0]["frames"]
+    assert torch.equal(again, first)
+    assert cached.stat().st_size == FRAMES * 3 * 30 * 40
+
+
 def test_clips(data_dir):
     ds = CaterVideos(data_dir, split="all", size=(30, 40), clip_len=8, seed=3)
     a, b = ds[1], ds[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
@@ -417,3 +418,15 @@ def test_missing_checkpoint_fails_at_startup(tmp_path):
     finally:
         stop_process(process)
     assert f"checkpoint not found: {missing}" in (tmp_path / "node.log").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that sees no CUDA device")
+def test_cuda_without_a_gpu_fails_at_startup_in_one_line(tiny_checkpoint, tmp_path):
+    process = start_node(tiny_checkpoint, tmp_path / "node.log", "device:=cuda")
+    try:
+        assert process.wait(timeout=60) != 0
+    finally:
+        stop_process(process)
+    log = (tmp_path / "node.log").read_text()
+    assert "device cuda, but no CUDA device is available" in log and "(parameter 'device')" in log, log
+    assert "Traceback" not in log, log

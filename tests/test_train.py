@@ -95,6 +95,75 @@ def test_refuses_to_overwrite_a_run(tiny_run, tiny_data, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_new_run_refuses_files_of_a_failed_run_and_overwrite_starts_clean(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    # A run that fails before its first checkpoint (a non-finite loss) leaves its config, logs and events.
+    failing = tiny_config(tmp_path / "bad.yaml", learning_rate=1.0e30, background_learning_rate=1.0e30,
+                          checkpoint_every=1000, log_every=1, updates=200)
+    args = ["--data", str(tiny_data), "--out", str(run), "--split", "all", "--device", "cpu", "--no-progress"]
+    assert main(["train", "--config", str(failing), *args]) == 1
+    left = RunDir(run).run_files()
+    assert not RunDir(run).list_checkpoints() and {p.name for p in left} >= {"config.yaml", "metrics.csv"}
+    (run / "notes.txt").write_text("mine")
+    capsys.readouterr()
+
+    good = tiny_config(tmp_path / "good.yaml", updates=6, checkpoint_every=3, log_every=1)
+    assert main(["train", "--config", str(good), *args]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "metrics.csv" in err and "tb/events.out.tfevents" in err, err
+    assert "--out" in err and "--overwrite" in err and "Traceback" not in err
+    assert RunDir(run).run_files() == left                         # untouched
+
+    assert main(["train", "--config", str(good), *args, "--overwrite"]) == 0
+    assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3, 4, 5, 6]   # one run's rows, each update once
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1
+    assert (run / "notes.txt").read_text() == "mine"               # only run files are deleted
+
+
+def test_resume_refuses_other_settings_but_extends_with_updates(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = (run / "config.yaml").read_text()
+    edited = yaml.safe_load(saved)
+    edited["train"]["learning_rate"] = 5.0e-4
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml does not match" in err and "train.learning_rate: 0.001 -> 0.0005" in err, err
+
+    (run / "config.yaml").write_text(saved)
+    other = tiny_config(tmp_path / "other.yaml", log_every=1, image_every=3)
+    assert main(["train", "--resume", str(run), "--config", str(other), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.log_every: 5 -> 1" in err and "train.image_every: 10 -> 3" in err, err
+    assert latest_checkpoint(run).name == f"step-{UPDATES:09d}.pt"     # nothing trained
+
+    assert main(["train", "--resume", str(run), "--updates", str(UPDATES + 1), "--no-progress"]) == 0
+    assert load_checkpoint(latest_checkpoint(run))["global_step"] == UPDATES + 1
+
+
+def test_resume_refuses_data_of_another_size_unless_resized(tiny_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["generate", "--out", str(other), "--videos", "4", "--frames", "10", "--size", "64x36",
+                 "--seed", "1"]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    args = ["train", "--resume", str(run), "--data", str(other), "--updates", str(UPDATES + 1), "--no-progress"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "80x60" in err and "64x36" in err and "--resize" in err and "Traceback" not in err, err
+    assert main([*args, "--resize"]) == 0
+    assert load_checkpoint(latest_checkpoint(run))["global_step"] == UPDATES + 1
+
+
+def test_updates_below_one_are_refused_on_the_command_line(tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--config", str(tiny_config(tmp_path / "cfg.yaml")), "--data", str(tiny_data),
+              "--out", str(tmp_path / "run"), "--updates", "-5"])
+    assert stop.value.code == 2 and "--updates: must be a whole number of at least 1" in capsys.readouterr().err
+
+
 def test_sigint_leaves_a_loadable_checkpoint(tiny_data, tmp_path):
     cfg = tiny_config(tmp_path / "cfg.yaml", updates=100000, checkpoint_every=100000, log_every=1)
     run = tmp_path / "run"
@@ -116,6 +185,48 @@ def test_sigint_leaves_a_loadable_checkpoint(tiny_data, tmp_path):
     assert data["global_step"] >= 3
     model, _, _ = load_model(ckpt)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _maps_library(pid: int, name: str) -> bool:
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fds / fd) == str(path) for fd in os.listdir(fds))
+    except FileNotFoundError:  # an fd closed while we looked
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/<pid>/maps and fd")
+@pytest.mark.parametrize("stage", ["importing torch", "reading the data set"])
+def test_ctrl_c_before_the_first_update_is_a_clean_stop(stage, tiny_data, tmp_path):
+    # A large background.png keeps the data set's reading (cv2.imread holds it open) long enough to be caught.
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns("cache"))
+    ramp = np.linspace(0, 255, 4000 * 3000 * 3).astype(np.uint8).reshape(3000, 4000, 3)
+    cv2.imwrite(str(data / "background.png"), ramp)
+    cfg = tiny_config(tmp_path / "cfg.yaml")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([PY, "-m", "loci_core.cli", "train", "--config", str(cfg), "--data", str(data),
+                             "--out", str(run), "--split", "all", "--device", "cpu", "--no-progress"],
+                            env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reached = {"importing torch": lambda: _maps_library(proc.pid, "libtorch_cpu"),
+               "reading the data set": lambda: _has_open(proc.pid, data / "background.png")}[stage]
+    deadline = time.time() + 120
+    while proc.poll() is None and not reached() and time.time() < deadline:
+        time.sleep(0.001)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "loci train: interrupted" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert stage == "importing torch" or "before training started" in err, err
+    assert not RunDir(run).list_checkpoints()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, capsys):

@@ -137,7 +137,7 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
         wanted = [c for c in reader.connections
                   if copy_input or c.topic in (image_topic, camera_info_topic, SCENE_RESET_TOPIC)]
         total = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
-        with BagWriter(out, storage) as writer, tqdm(total=total, desc="track", unit="frame",
+        with BagWriter(out, storage, discard_on_error=True) as writer, tqdm(total=total, desc="track", unit="frame",
                                                      disable=not progress) as bar:
             for conn, t_ns, raw in reader.messages(connections=wanted):
                 if copy_input:
