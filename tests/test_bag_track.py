@@ -194,7 +194,7 @@ def test_image_topic_of_another_type_is_named(checkpoint, tmp_path, capsys):
         writer.write(IMAGE_TOPIC, "std_msgs/msg/Header", 1_000_000_000, header(stamp=stamp, frame_id="camera"))
     assert main(["track", str(wrong), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert f"topic {IMAGE_TOPIC} carries std_msgs/msg/Header, not sensor_msgs/msg/Image" in err, err
+    assert f"{IMAGE_TOPIC} carries std_msgs/msg/Header, not sensor_msgs/msg/Image" in err, err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that sees no CUDA device")
