@@ -6,6 +6,13 @@ labels), `debug_image` (rgb8 overlay) and `markers` (MarkerArray), each with the
 serves `reset` (std_srvs/Trigger). All names are relative: under `__ns:=/loci` they are /loci/image etc.
 Once the model is loaded and the subscriptions exist it logs one line "loci_tracker ready: ...".
 
+It is a managed (lifecycle) node: configure loads the checkpoint and creates the publishers and the reset
+service, activate subscribes and enables the publishers, deactivate unsubscribes (the model and its tracking
+state stay), cleanup frees the model. With the `autostart` parameter (default true) it configures and
+activates itself at start; `autostart:=false` leaves the transitions to a lifecycle manager (get_state,
+change_state). The model's CPU threads and OpenMP wait policy are chosen at configure (torch_threads,
+omp_wait_policy; loci_core/cpu_threads.py).
+
 Scene resets: a message on `scene_reset` says a new scene (video) starts at its header stamp; the tracking
 state is cleared before the first frame stamped at or after it (a zero stamp: before the next frame).
 Bags made by `loci bag make` publish /loci/scene_reset (frame_id = the video name) before each video's
