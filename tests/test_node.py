@@ -5,6 +5,7 @@ test talks to it through an rclpy node of its own. Frames come from the CATER-st
 """
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -417,3 +418,28 @@ def test_missing_checkpoint_fails_at_startup(tmp_path):
     finally:
         stop_process(process)
     assert f"checkpoint not found: {missing}" in (tmp_path / "node.log").read_text()
+
+
+def test_without_vision_msgs_the_other_outputs_run(tiny_checkpoint, tmp_path):
+    """On a ROS install without vision_msgs (a package on PYTHONPATH that fails to import stands for it) the node
+    says so, leaves `detections` out of its ready line and starts with the other outputs."""
+    missing = tmp_path / "no_vision_msgs" / "vision_msgs"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('No module named vision_msgs')\n")
+    log = tmp_path / "node.log"
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/no_vision",
+           "--params-file", str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(missing.parent), os.environ.get("PYTHONPATH", "")]))
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        end = time.monotonic() + 60
+        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    ready = [line for line in text.splitlines() if "loci_tracker ready:" in line]
+    assert len(ready) == 1, text
+    assert ready[0].endswith("outputs: masks, debug_image, markers"), ready[0]
+    assert "vision_msgs is not installed: 'detections' will not be published" in text

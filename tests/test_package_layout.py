@@ -1,8 +1,8 @@
-"""The repository is a valid ament_python package: what `colcon build` would install.
+"""The repository is a valid ament_python package: what `colcon build` installs, checked in seconds.
 
-colcon's ament_python build runs setup.py's egg_info/build/install with setup.cfg's script dir;
-we run the same setuptools steps into a temporary root and check the result, because colcon itself
-is not installable here.
+colcon's ament_python build runs setup.py's egg_info/build/install with setup.cfg's script dir; these tests
+run the same setuptools steps into a temporary root and check the result file by file.
+tests/test_colcon_workspace.py runs colcon itself on a workspace (about a minute) and starts the installed node.
 """
 
 import configparser
