@@ -234,6 +234,17 @@ def test_parameters_read_changed_and_validated(tracker, frames):
     assert process.poll() is None
 
 
+def test_declared_parameters_are_the_parameter_table(tracker):
+    """The node declares the table in loci_ros/tracker_setup.py and nothing else (tests/test_launch.py checks
+    the launch file and config/tracker.yaml against that table)."""
+    from loci_ros.tracker_setup import PARAMETERS
+
+    process, client, log = tracker
+    assert client.params.wait_for_services(timeout_sec=TIMEOUT)
+    names = set(client.call(client.params.list_parameters()).result.names)
+    assert names == set(PARAMETERS) | {"use_sim_time", "start_type_description_service"}
+
+
 def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
     process, client, log = tracker
     reset = client.node.create_client(Trigger, "reset")
