@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -74,6 +75,11 @@ ERROR_THROTTLE_SEC = 5.0
 OUTPUT_DEPTH = 5
 # Longest time the executor waits before it checks for shutdown (Ctrl-C, SIGTERM via rclpy).
 SPIN_TIMEOUT_S = 0.25
+# Fast DDS's default shared-memory segment (512 KiB) cannot carry a 640x480 rgb8 frame; over UDP a best-effort
+# frame of many fragments is lost whole when one fragment is.
+LOST_HINT = ("best-effort transport loses large frames; run the camera's and this node's process with "
+             "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml (shared memory, frames up to 64 MiB) or set "
+             "input_reliability:=reliable")
 # Scene resets must not be lost, and a few may queue while the executor is busy.
 RESET_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -148,7 +154,9 @@ class TrackerNode(LifecycleNode):
         reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, self._param("queue_frames")),
                                reliability=RELIABILITY[self._param("input_reliability")])
-        image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+        image_sub = self.create_subscription(
+            Image, "image", self._on_image, image_qos,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_images_lost))
         self._inputs = [reset_sub, image_sub]
         if self._param("camera_model") == "camera_info":
             self._inputs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
@@ -279,6 +287,12 @@ class TrackerNode(LifecycleNode):
             self._stats["dropped"] += sequence - last - 1
         self._last_sequence[publisher] = sequence
 
+    def _on_images_lost(self, info) -> None:
+        """Frames the middleware saw sent but never got whole: best-effort transport losing a large frame."""
+        self._stats["lost"] += info.total_count_change
+        self._throttled_error("lost", f"{info.total_count} image messages lost in transport so far (never "
+                                      f"arrived whole): {LOST_HINT}")
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
         key = (tuple(msg.k), msg.width, msg.height)
         if key == self._camera_info_key:
@@ -347,9 +361,12 @@ class TrackerNode(LifecycleNode):
         if elapsed >= period:
             self._stats = _fresh_stats()
             n = s["frames"]
+            # Sequence gaps count every frame sent and not tracked, lost ones included.
+            stale = max(0, s["dropped"] - s["lost"])
+            lost = f", {s['lost']} lost in transport" if s["lost"] else ""
             self.get_logger().info(
                 f"tracking at {n / elapsed:.1f} Hz: {1000 * s['track_s'] / n:.1f} ms model, "
-                f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {s['dropped']} stale frames dropped")
+                f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {stale} stale frames dropped{lost}")
 
 
 def messages():
@@ -374,7 +391,7 @@ def _descriptor(description: str, read_only: bool, limits) -> ParameterDescripto
 
 
 def _fresh_stats() -> dict:
-    return {"frames": 0, "dropped": 0, "track_s": 0.0, "total_s": 0.0, "since": time.monotonic()}
+    return {"frames": 0, "dropped": 0, "lost": 0, "track_s": 0.0, "total_s": 0.0, "since": time.monotonic()}
 
 
 def main(args=None) -> int:

@@ -11,6 +11,7 @@ also run for real.
 import ast
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,10 @@ def test_config_files_fit_the_node():
                      ("rviz_default_plugins/MarkerArray", "/loci/markers")}
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == values["ground_frame_id"]
 
-    shm = (REPO / "config" / "fastdds_shm.xml").read_text()
-    assert "<segment_size>16777216</segment_size>" in shm
+    shm = ET.parse(REPO / "config" / "fastdds_shm.xml").getroot()
+    namespace = {"dds": "http://www.eprosima.com"}
+    segment = int(shm.find(".//dds:transport_descriptor/dds:segment_size", namespace).text)
+    assert segment >= 4096 * 3072 * 4 + (1 << 20), "the shared-memory segment must hold a 4096x3072 rgba8 frame"
 
 
 def node_topics(kind: str) -> set[str]:

@@ -454,3 +454,75 @@ def test_without_vision_msgs_the_other_outputs_run(tiny_checkpoint, tmp_path):
     assert len(ready) == 1, text
     assert ready[0].endswith("outputs: masks, debug_image, markers"), ready[0]
     assert "vision_msgs is not installed: 'detections' will not be published" in text
+
+
+BIG = (3000, 4000)  # a 36 MB rgb8 frame: beyond the default shared-memory segment, within config/fastdds_shm.xml's
+
+
+def test_frames_lost_in_transport_are_named(ros, tiny_checkpoint, frames, tmp_path):
+    """Best-effort input without the shared-memory profile: a 4000x3000 frame never arrives whole, and the node
+    says so (with the remedy) instead of only counting a stale frame."""
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        pytest.skip("a Fast DDS profile is set for this test run")
+    log = tmp_path / "node.log"
+    process = start_node(tiny_checkpoint, log, f"visibility_threshold:={THRESHOLD}", namespace="/lossy")
+    client = None
+    try:
+        client = Client(namespace="/lossy")
+        client.wait_for_tracker(process)
+        big = numpy_to_image(np.zeros(BIG + (3,), np.uint8), "rgb8", header=Header(frame_id="camera_optical"))
+        for _ in range(4):
+            client.pub.publish(big)
+            if client.spin_until(lambda: "lost in transport" in log.read_text(), timeout=0.5):
+                break
+        assert client.spin_until(lambda: "lost in transport" in log.read_text()), log.read_text()[-2000:]
+        assert "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml" in log.read_text()
+        assert client.send(frames[0], stamp=800, attempts=5)["detections"] is not None  # small frames still work
+    finally:
+        if client is not None:
+            client.close()
+        stop_process(process)
+
+
+PUBLISH_BIG = """
+import sys, time
+import numpy as np
+import rclpy
+from sensor_msgs.msg import Image
+from loci_ros.image_conversion import numpy_to_image
+rclpy.init()
+node = rclpy.create_node("big_camera", namespace="/shm")
+pub = node.create_publisher(Image, "image", 1)
+while pub.get_subscription_count() == 0:
+    rclpy.spin_once(node, timeout_sec=0.1)
+time.sleep(0.5)
+msg = numpy_to_image(np.full((%d, %d, 3), 100, np.uint8), "rgb8")
+for i in range(8):
+    msg.header.stamp.sec = i
+    pub.publish(msg)
+    time.sleep(0.5)
+"""
+
+
+def test_big_frames_arrive_with_the_shared_memory_profile(tiny_checkpoint, tmp_path):
+    """config/fastdds_shm.xml in the camera's and the node's process: best-effort 4000x3000 frames are tracked."""
+    env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"))
+    log = tmp_path / "node.log"
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/shm", "--params-file",
+           str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}", "-p", "log_period:=1.0"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        end = time.monotonic() + 60
+        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        camera = subprocess.run([sys.executable, "-c", PUBLISH_BIG % BIG], cwd=REPO, env=env, timeout=120,
+                                capture_output=True, text=True)
+        assert camera.returncode == 0, camera.stderr[-2000:]
+        time.sleep(1.0)
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    rates = re.findall(r"tracking at [\d.]+ Hz.*", text)
+    assert rates, text[-2000:]
+    assert "lost in transport" not in text
