@@ -78,7 +78,7 @@ SPIN_TIMEOUT_S = 0.25
 # Fast DDS's default shared-memory segment (512 KiB) cannot carry a 640x480 rgb8 frame; over UDP a best-effort
 # frame of many fragments is lost whole when one fragment is.
 LOST_HINT = ("best-effort transport loses large frames; run the camera's and this node's process with "
-             "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml (shared memory, frames up to 64 MiB) or set "
+             "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml (shared memory, frames up to ~25 MB) or set "
              "input_reliability:=reliable")
 # Scene resets must not be lost, and a few may queue while the executor is busy.
 RESET_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)

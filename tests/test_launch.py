@@ -118,7 +118,8 @@ def test_config_files_fit_the_node():
     shm = ET.parse(REPO / "config" / "fastdds_shm.xml").getroot()
     namespace = {"dds": "http://www.eprosima.com"}
     segment = int(shm.find(".//dds:transport_descriptor/dds:segment_size", namespace).text)
-    assert segment >= 4096 * 3072 * 4 + (1 << 20), "the shared-memory segment must hold a 4096x3072 rgba8 frame"
+    # the README and the profile promise 3840x2160 rgb8 frames; two must fit (one in delivery, the next)
+    assert segment >= 2 * 3840 * 2160 * 3, "the shared-memory segment is too small for 3840x2160 rgb8 frames"
 
 
 def node_topics(kind: str) -> set[str]:
