@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from loci_core.cpu_threads import available_cores, plan_threads
+from loci_core.cpu_threads import OtherLoad, available_cores, plan_threads
 
 
 def test_automatic_threads_follow_the_free_cores():
@@ -22,6 +22,7 @@ def test_wait_policy_sleeps_when_threads_share_their_cores():
     assert plan_threads(2, "auto", cores=2, load=2.0).wait_policy == "passive"
     assert plan_threads(1, "auto", cores=2, load=2.0).wait_policy == "default"  # one thread never waits
     assert plan_threads(2, "active", cores=2, load=2.0).wait_policy == "active"
+    assert plan_threads(2, "default", cores=2, load=2.0).wait_policy == "default"
     with pytest.raises(ValueError, match="wait policy"):
         plan_threads(0, "spin", cores=2, load=0.0)
     with pytest.raises(ValueError, match="threads"):
@@ -49,3 +50,17 @@ def test_wait_policy_is_set_only_before_torch_loads():
     done = subprocess.run([sys.executable, "-c", code.split("; print(os.environ")[0]], capture_output=True,
                           text=True, timeout=60, env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
     assert done.stdout.strip() == "active (OMP_WAIT_POLICY)", done.stderr  # the user's setting wins
+
+
+def test_other_load_sees_a_busy_process():
+    """A process spinning beside this one shows as at least half a core of other load (more on a busy machine),
+    never more than the cores this process may use."""
+    load = OtherLoad()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        load.measure(0.3)  # the child's start-up
+        seen = load.measure(1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 0.5 <= seen <= available_cores()
