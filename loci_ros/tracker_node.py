@@ -306,7 +306,11 @@ class TrackerNode(LifecycleNode):
         self._last_sequence[publisher] = sequence
 
     def _on_images_lost(self, info) -> None:
-        """Frames the middleware saw sent but never got whole: best-effort transport losing a large frame."""
+        """Frames the middleware saw sent but never got whole. Over best effort that is the transport losing
+        them (a large frame); a reliable publisher reports frames its own full queue dropped, which are stale
+        frames like the others."""
+        if self._param("input_reliability") != "best_effort":
+            return
         self._stats["lost"] += info.total_count_change
         self._throttled_error("lost", f"{info.total_count} image messages lost in transport so far (never "
                                       f"arrived whole): {LOST_HINT}")
