@@ -36,9 +36,9 @@ subscribed (reliable QoS, queue_frames 0: the node skips what it cannot keep up 
 then for --seconds beside --load-procs processes that each spin on a core. Per phase: the share of frames
 answered (all four outputs arrived), latency percentiles (image published -> detections received) and the
 node's model step time (median of its rate log lines, log_period 2 s). Each --node-settings runs in a fresh node
-process: `auto` (torch_threads 0, omp_wait_policy auto: the node's defaults) and `legacy` (one thread per core
-of its affinity and libgomp's wait policy, as the node ran before it chose them); `passive` (legacy's threads, sleeping
-instead of spinning: the wait policy's part alone). The node's torch threads are
+process: `auto` (torch_threads 0, omp_wait_policy auto: the node's defaults, one passive thread per core),
+`legacy` (one thread per core with libgomp's spin-then-sleep wait policy, as the node ran before it chose them;
+against `auto` the wait policy's part alone) and `one-thread` (torch_threads 1). The node's torch threads are
 its own choice here (no OMP_NUM_THREADS from --threads). Default checkpoint: models/loci-cater-small.pt.
 """
 
@@ -266,7 +266,7 @@ def _timed(step, frame) -> float:
 
 
 REALTIME_SIZE = (240, 320)
-NODE_SETTINGS = ("auto", "legacy", "passive")
+NODE_SETTINGS = ("auto", "legacy", "one-thread")
 BUSY_LOOP = "while True:\n    pass\n"
 
 
@@ -276,8 +276,8 @@ def node_settings(name: str) -> dict:
         return {"torch_threads": 0, "omp_wait_policy": "auto"}
     if name == "legacy":
         return {"torch_threads": len(os.sched_getaffinity(0)), "omp_wait_policy": "default"}
-    if name == "passive":
-        return {"torch_threads": len(os.sched_getaffinity(0)), "omp_wait_policy": "passive"}
+    if name == "one-thread":
+        return {"torch_threads": 1, "omp_wait_policy": "auto"}
     raise ValueError(f"unknown node settings {name!r} (one of {', '.join(NODE_SETTINGS)})")
 
 
@@ -336,7 +336,7 @@ def realtime(args) -> int:
                 for phase in ("alone", "loaded"):
                     if phase == "loaded":
                         load = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.load_procs)]
-                        time.sleep(args.settle)  # the node follows the load at its rate lines (every 2 s)
+                        time.sleep(args.settle)
                     row, stamp = realtime_phase(client, frames, args, stamp, log_path)
                     rows.append({"settings": name, "phase": phase, "load_procs": len(load), "fps": args.fps,
                                  "seconds": args.seconds, **row})

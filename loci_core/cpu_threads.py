@@ -4,18 +4,19 @@ this process actually gets.
 PyTorch runs each operator on OpenMP threads that meet at a barrier after it. libgomp lets a thread waiting
 there spin for a while before it sleeps. With as many threads as cores and other busy processes beside them, a
 spinning thread burns the time slice that the thread it waits for needs, so a step slows far beyond the share of
-the cores left to it. Fewer threads than busy cores, and threads that sleep instead of spinning, avoid that.
+the cores left to it; threads that sleep instead of spinning avoid that. Measured with bench/node_speed.py
+--realtime on a loaded 2-core VM: two spinning threads took 1.3-4.7 s per step of the small model, two
+passive ones 44-89 ms, one thread 57-179 ms (it gets a smaller share of the busy cores).
 
 libgomp reads its wait policy (OMP_WAIT_POLICY) once, when torch loads it: `apply_wait_policy` must run before
-torch is imported. The thread count can change at any time (`torch.set_num_threads`), so a caller can follow
-the load with `OtherLoad` and `plan_threads`.
+torch is imported; the policy then holds for the life of the process, so 'auto' makes threads sleep whenever
+there is more than one: load that starts later would otherwise meet spinning threads.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 
 WAIT_POLICIES = ("auto", "passive", "active", "default")
@@ -26,7 +27,6 @@ class ThreadPlan:
     threads: int
     wait_policy: str  # passive | active | default (libgomp's own: spin briefly, then sleep)
     cores: int
-    load: float  # cores' worth of CPU other processes used when the plan was made
 
 
 def available_cores() -> int:
@@ -34,21 +34,19 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def plan_threads(threads: int, wait_policy: str, cores: int, load: float) -> ThreadPlan:
-    """Threads and wait policy for a process allowed `cores` cores while other processes keep `load` of them busy.
+def plan_threads(threads: int, wait_policy: str, cores: int) -> ThreadPlan:
+    """Threads and wait policy for a process allowed `cores` cores.
 
-    threads 0 = one per core the load leaves free (at least one); wait_policy 'auto' = passive whenever the
-    threads share their cores with other work, else libgomp's default."""
+    threads 0 = one per core; wait_policy 'auto' = passive with more than one thread (one thread never waits
+    at a barrier: libgomp's default then)."""
     if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0 = automatic), got {threads}")
+        raise ValueError(f"threads must be >= 0 (0 = one per core), got {threads}")
     if wait_policy not in WAIT_POLICIES:
         raise ValueError(f"wait policy must be one of {', '.join(WAIT_POLICIES)}, got {wait_policy!r}")
-    free = max(0.0, cores - load)
-    chosen = threads or max(1, min(cores, round(free)))
+    chosen = threads or cores
     if wait_policy == "auto":
-        # half a core of slack: a quiet machine's background load should not make threads sleep
-        wait_policy = "passive" if chosen > 1 and chosen > free + 0.5 else "default"
-    return ThreadPlan(threads=chosen, wait_policy=wait_policy, cores=cores, load=load)
+        wait_policy = "passive" if chosen > 1 else "default"
+    return ThreadPlan(threads=chosen, wait_policy=wait_policy, cores=cores)
 
 
 def apply_wait_policy(policy: str) -> str:
@@ -64,49 +62,3 @@ def apply_wait_policy(policy: str) -> str:
         return "libgomp default"
     os.environ["OMP_WAIT_POLICY"] = policy.upper()
     return policy
-
-
-class OtherLoad:
-    """CPU that other processes use on this process's cores, in cores, averaged between calls of `since_last`.
-
-    From the kernel's per-core busy time (/proc/stat) less this process's own CPU time: a busy node does not
-    count itself as load. Without /proc/stat the 1-minute load average stands in (it includes this process)."""
-
-    def __init__(self):
-        self._cores = sorted(os.sched_getaffinity(0))
-        self._last = self._sample()
-
-    def since_last(self) -> float:
-        now = self._sample()
-        if now is None or self._last is None:
-            self._last = now
-            return os.getloadavg()[0]
-        (busy0, own0, wall0), (busy1, own1, wall1) = self._last, now
-        self._last = now
-        if wall1 <= wall0:
-            return 0.0
-        return min(float(len(self._cores)), max(0.0, (busy1 - busy0 - (own1 - own0)) / (wall1 - wall0)))
-
-    def measure(self, seconds: float) -> float:
-        """The load over the next `seconds` (this process sleeping meanwhile)."""
-        self.since_last()
-        time.sleep(seconds)
-        return self.since_last()
-
-    def _sample(self):
-        """(busy seconds of this process's cores, this process's CPU seconds, monotonic time) or None."""
-        try:
-            with open("/proc/stat") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = 0
-        wanted = {f"cpu{c}" for c in self._cores}
-        for line in lines:
-            fields = line.split()
-            if fields and fields[0] in wanted:  # user nice system idle iowait irq softirq steal ...
-                values = [int(v) for v in fields[1:9]]
-                busy += sum(values) - values[3] - values[4]
-        own = os.times()
-        return busy / tick, own.user + own.system, time.monotonic()

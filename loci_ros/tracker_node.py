@@ -51,7 +51,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from loci_core.allocator import keep_freed_memory
-from loci_core.cpu_threads import OtherLoad, apply_wait_policy, available_cores, plan_threads
+from loci_core.cpu_threads import apply_wait_policy, available_cores, plan_threads
 from loci_ros.tracker_setup import (
     NODE_NAME,
     OUTPUTS,
@@ -75,8 +75,6 @@ ERROR_THROTTLE_SEC = 5.0
 OUTPUT_DEPTH = 5
 # Longest time the executor waits before it checks for shutdown (Ctrl-C, SIGTERM via rclpy).
 SPIN_TIMEOUT_S = 0.25
-# How long configure watches the other processes' CPU use to choose the model's threads.
-LOAD_SAMPLE_S = 0.3
 # Fast DDS's default shared-memory segment (512 KiB) cannot carry a 640x480 rgb8 frame; over UDP a best-effort
 # frame of many fragments is lost whole when one fragment is.
 LOST_HINT = ("best-effort transport loses large frames; run the camera's and this node's process with "
@@ -206,28 +204,11 @@ class TrackerNode(LifecycleNode):
 
     def _plan_threads(self) -> int:
         """Threads and OpenMP wait policy for the model, before torch is loaded (loci_core.cpu_threads)."""
-        self._load = OtherLoad()
-        plan = plan_threads(self._param("torch_threads"), self._param("omp_wait_policy"), available_cores(),
-                            self._load.measure(LOAD_SAMPLE_S))
+        plan = plan_threads(self._param("torch_threads"), self._param("omp_wait_policy"), available_cores())
         policy = apply_wait_policy(plan.wait_policy)
-        self._threads = plan.threads
-        self._threads_text = (f"{plan.threads} torch thread{'s' * (plan.threads > 1)}, OpenMP wait policy "
-                              f"{policy}; other processes use {plan.load:.1f} of its {plan.cores} cores")
+        self._threads_text = (f"{plan.threads} torch thread{'s' * (plan.threads > 1)} on {plan.cores} "
+                              f"cores, OpenMP wait policy {policy}")
         return plan.threads
-
-    def _follow_load(self) -> None:
-        """With automatic threads, one thread per core other processes left free since the last look."""
-        if self._param("torch_threads") or self.tracker is None:
-            return
-        load = self._load.since_last()
-        plan = plan_threads(0, "default", available_cores(), load)
-        if plan.threads != self._threads:
-            import torch
-
-            torch.set_num_threads(plan.threads)
-            self.get_logger().info(f"torch threads {self._threads} -> {plan.threads}: other processes use "
-                                   f"{load:.1f} of {plan.cores} cores")
-            self._threads = plan.threads
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -389,7 +370,6 @@ class TrackerNode(LifecycleNode):
             self.get_logger().info(
                 f"tracking at {n / elapsed:.1f} Hz: {1000 * s['track_s'] / n:.1f} ms model, "
                 f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {stale} stale frames dropped{lost}")
-            self._follow_load()
 
 
 def messages():

@@ -59,14 +59,13 @@ PARAMETERS = {
     "compile_model": (False, "compile the model's step with TorchInductor (Loci.compile_inference): about "
                              "1.4x faster on a CPU, after about two minutes of compiling at start (seconds "
                              "when TorchInductor's cache has it); needs a C++ compiler", True, None),
-    "torch_threads": (0, "intra-op threads of the model's CPU step; 0 = automatic: one per core of its CPU "
-                         "affinity that other processes leave free, chosen at configure and followed at each "
-                         "rate log line (log_period)", True, Range(0, 1024, 1, integer=True)),
-    "omp_wait_policy": ("auto", "how idle OpenMP threads wait: passive (sleep, leaving the cores to other "
-                                "processes), active (spin: lowest latency on cores of its own), default "
-                                "(libgomp's: spin briefly, then sleep), auto (passive when the threads share "
-                                "their cores with other load at configure, else default); set before torch "
-                                "loads, OMP_WAIT_POLICY in the environment wins", True, WAIT_POLICIES),
+    "torch_threads": (0, "intra-op threads of the model's CPU step; 0 = one per core this process may run on "
+                         "(its CPU affinity)", True, Range(0, 1024, 1, integer=True)),
+    "omp_wait_policy": ("auto", "how idle OpenMP threads wait between operators: passive (sleep, leaving the "
+                                "cores to other processes), active (spin: lowest latency on cores of its own), "
+                                "default (libgomp's: spin a while, then sleep), auto (passive with more than one "
+                                "thread); set before torch loads, OMP_WAIT_POLICY in the environment wins", True,
+                        WAIT_POLICIES),
     "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
                                   "it, an entity seen before is reported as hidden", False, Range(0, 1)),
     "publish_detections": (True, "publish vision_msgs/Detection2DArray on 'detections'", False, None),
