@@ -227,7 +227,7 @@ class TrackerNode(LifecycleNode):
         try:
             from vision_msgs.msg import Detection2DArray
         except ImportError:
-            # Keep the other outputs working on a ROS install without vision_msgs (ros2.md §4).
+            # Keep the other outputs working on a ROS install without vision_msgs.
             self.get_logger().error("vision_msgs is not installed: 'detections' will not be published "
                                     "(build it with scripts/build_interfaces.sh)")
             pubs["detections"] = None
