@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 RUN_DEPENDS = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "vision_msgs", "visualization_msgs",
-               "std_srvs", "python3-torch", "python3-opencv", "python3-numpy"}
+               "std_srvs", "lifecycle_msgs", "python3-torch", "python3-opencv", "python3-numpy"}
 CONSOLE_SCRIPTS = {"loci": "loci_core.cli:main", "tracker_node": "loci_ros.tracker_node:main"}
 
 
