@@ -4,6 +4,8 @@
         [--frames 30] [--repeats 2] [--blocks 20] [--block-frames 12] [--overdrive 1.5] [--threads 1]
         [--decode]
         [--json bench/results/node_speed.json]
+    .venv/bin/python bench/node_speed.py --realtime [--seconds 60] [--fps 12] [--load-procs 2]
+        [--node-settings auto legacy] [--checkpoint models/loci-cater-small.pt] [--json ...]
 
 For each input size (80x60 and 320x240) the same generated CATER-style frames go through
   bare: `OnlineTracker.step` in this process (the model plus mapping results to input pixels), built from
@@ -28,6 +30,16 @@ pays microseconds to decode them; decoding in Python (--decode) cost this client
 17 markers (2-core Xeon VM, loaded), CPU the node then shares on a 2-core machine.
 The node's own rate log line is printed too (stale frames it skipped while busy, time per frame).
 Without --checkpoint a freshly initialised checkpoint of --config is used (same compute as a trained one).
+
+--realtime: a camera on a busy computer. A 320x240 stream at --fps (12) goes to the node with every output
+subscribed (reliable QoS, queue_frames 0: the node skips what it cannot keep up with), for --seconds alone and
+then for --seconds beside --load-procs processes that each spin on a core. Per phase: the share of frames
+answered (all four outputs arrived), latency percentiles (image published -> detections received) and the
+node's model step time (median of its rate log lines, log_period 2 s). Each --node-settings runs in a fresh node
+process: `auto` (torch_threads 0, omp_wait_policy auto: the node's defaults, one passive thread per core),
+`legacy` (one thread per core with libgomp's spin-then-sleep wait policy, as the node ran before it chose them;
+against `auto` the wait policy's part alone) and `one-thread` (torch_threads 1). The node's torch threads are
+its own choice here (no OMP_NUM_THREADS from --threads). Default checkpoint: models/loci-cater-small.pt.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -165,6 +178,19 @@ class NodeClient:
         """Publish `frames` (cycled) at `rate_hz` for `seconds`, as a camera would, then collect outputs.
 
         Returns (frames completed per second, latencies to detections in seconds, next free stamp)."""
+        sent = self._publish_for(frames, rate_hz, seconds, first_stamp)
+        # the frame being tracked when the camera stopped (and the newest one queued) still come out
+        self._drain(quiet_s=max(0.05, 4 / rate_hz))
+        complete = sorted(s for s in sent if s != first_stamp and self._complete(s))
+        if len(complete) < 3:
+            raise RuntimeError(f"only {len(complete)} frames came out of the node while streaming")
+        done = [max(self.arrival[n][s] for n in self.subscriptions) for s in complete]
+        rate = (len(done) - 1) / (done[-1] - done[0])
+        latency = [self.arrival["detections"][s] - sent[s] for s in complete]
+        return rate, latency, first_stamp + len(sent)
+
+    def _publish_for(self, frames: np.ndarray, rate_hz: float, seconds: float, first_stamp: int) -> dict:
+        """Publish `frames` (cycled) at `rate_hz` for `seconds`; {stamp: publication time}."""
         from loci_ros.image_conversion import numpy_to_image
 
         msgs = [numpy_to_image(f, "rgb8") for f in frames]
@@ -182,15 +208,12 @@ class NodeClient:
                 self.pub.publish(msg)
             else:
                 self.executor.spin_once(timeout_sec=due - now)
-        # the frame being tracked when the camera stopped (and the newest one queued) still come out
-        self._drain(quiet_s=max(0.05, 4 * interval))
-        complete = sorted(s for s in sent if s != first_stamp and self._complete(s))
-        if len(complete) < 3:
-            raise RuntimeError(f"only {len(complete)} frames came out of the node while streaming")
-        done = [max(self.arrival[n][s] for n in self.subscriptions) for s in complete]
-        rate = (len(done) - 1) / (done[-1] - done[0])
-        latency = [self.arrival["detections"][s] - sent[s] for s in complete]
-        return rate, latency, first_stamp + len(sent)
+        return sent
+
+    def stream_all(self, frames: np.ndarray, rate_hz: float, seconds: float, first_stamp: int) -> None:
+        """Stream as `stream` does, then wait until nothing more comes; `sent_at` = {stamp: publication time}."""
+        self.sent_at = self._publish_for(frames, rate_hz, seconds, first_stamp)
+        self._drain(quiet_s=1.0)
 
     def _drain(self, quiet_s: float) -> None:
         """Spin until no output has arrived for `quiet_s` seconds."""
@@ -242,6 +265,108 @@ def _timed(step, frame) -> float:
     return time.perf_counter() - t0
 
 
+REALTIME_SIZE = (240, 320)
+NODE_SETTINGS = ("auto", "legacy", "one-thread")
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+def node_settings(name: str) -> dict:
+    """Node parameters of a --node-settings name."""
+    if name == "auto":
+        return {"torch_threads": 0, "omp_wait_policy": "auto"}
+    if name == "legacy":
+        return {"torch_threads": len(os.sched_getaffinity(0)), "omp_wait_policy": "default"}
+    if name == "one-thread":
+        return {"torch_threads": 1, "omp_wait_policy": "auto"}
+    raise ValueError(f"unknown node settings {name!r} (one of {', '.join(NODE_SETTINGS)})")
+
+
+def start_node(params_file: Path, params: dict, log_path: Path, env: dict) -> subprocess.Popen:
+    log = open(log_path, "w")  # noqa: SIM115 - the node process writes it until it ends
+    return subprocess.Popen(
+        [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "--params-file", str(params_file),
+         *[arg for name, value in params.items() for arg in ("-p", f"{name}:={value}")]],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def model_step_ms(log_text: str) -> list[float]:
+    """The mean model step (ms) of each of the node's rate log lines, in order."""
+    return [float(m) for m in re.findall(r"tracking at [\d.]+ Hz: ([\d.]+) ms model", log_text)]
+
+
+def realtime_phase(client: NodeClient, frames: np.ndarray, args, stamp: int, log_path: Path) -> tuple[dict, int]:
+    """Stream for args.seconds at args.fps; the phase's numbers and the next free stamp."""
+    lines_before = len(model_step_ms(log_path.read_text()))
+    client.stream_all(frames, args.fps, args.seconds, stamp)
+    sent = client.sent_at
+    answered = [s for s in sent if client._complete(s)]
+    latency = np.array([client.arrival["detections"][s] - sent[s] for s in answered]) * 1000
+    steps = model_step_ms(log_path.read_text())[lines_before:]
+    pct = {f"latency_p{q}_ms": float(np.percentile(latency, q)) if len(latency) else float("nan")
+           for q in (50, 90, 99)}
+    return {"sent": len(sent), "answered": len(answered), "answered_share": len(answered) / max(1, len(sent)),
+            **pct, "latency_max_ms": float(latency.max()) if len(latency) else float("nan"),
+            "step_ms_median": float(np.median(steps)) if steps else float("nan"),
+            "step_ms_max": float(max(steps)) if steps else float("nan")}, stamp + len(sent)
+
+
+def realtime(args) -> int:
+    import rclpy
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    workdir = Path(tempfile.mkdtemp(prefix="loci-node-realtime-"))
+    checkpoint = args.checkpoint or REPO / "models" / "loci-cater-small.pt"
+    frames = make_frames(args.frames)[REALTIME_SIZE]
+    params_file = REPO / "config" / "tracker.yaml"
+    rows = []
+    rclpy.init()
+    try:
+        for name in args.node_settings:
+            params = {"checkpoint": str(checkpoint), "input_reliability": "reliable", "log_period": 2.0,
+                      **node_settings(name)}
+            log_path = workdir / f"node-{name}.log"
+            node = start_node(params_file, params, log_path, env)
+            client = NodeClient(decode=False)
+            load: list[subprocess.Popen] = []
+            try:
+                client.wait_ready(node)
+                client.subscribe(OUTPUTS)
+                client.send(frames[0], 1)  # warm-up: the model's first calls
+                stamp = 2
+                for phase in ("alone", "loaded"):
+                    if phase == "loaded":
+                        load = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.load_procs)]
+                        time.sleep(args.settle)
+                    row, stamp = realtime_phase(client, frames, args, stamp, log_path)
+                    rows.append({"settings": name, "phase": phase, "load_procs": len(load), "fps": args.fps,
+                                 "seconds": args.seconds, **row})
+                    print(f"{name:>7} {phase:>7}: answered {row['answered']}/{row['sent']} "
+                          f"({100 * row['answered_share']:.1f} %), latency p50/p90/p99 {row['latency_p50_ms']:.0f}/"
+                          f"{row['latency_p90_ms']:.0f}/{row['latency_p99_ms']:.0f} ms (max "
+                          f"{row['latency_max_ms']:.0f}), model step median {row['step_ms_median']:.1f} ms "
+                          f"(max of 2 s means {row['step_ms_max']:.1f})", flush=True)
+            finally:
+                for p in load:
+                    p.kill()
+                    p.wait()
+                client.close()
+                node.terminate()
+                node.wait(timeout=30)
+            ready = [line for line in log_path.read_text().splitlines() if "ready:" in line or "threads" in line]
+            for line in ready:
+                print("   node:", line.split("]: ", 1)[-1][:240])
+    finally:
+        rclpy.try_shutdown()
+    for name in args.node_settings:
+        alone, loaded = [r for r in rows if r["settings"] == name]
+        print(f"{name}: model step under load / alone = {loaded['step_ms_median'] / alone['step_ms_median']:.2f}x "
+              f"(target <= 3); answered alone {100 * alone['answered_share']:.1f} % (target >= 95)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to run (default: fresh one of --config)")
@@ -256,7 +381,19 @@ def main() -> int:
     parser.add_argument("--decode", action="store_true",
                         help="the client decodes every output into Python messages (default: stamps only)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--realtime", action="store_true", help="the real-time scenario (see above) instead")
+    parser.add_argument("--seconds", type=float, default=60.0, help="--realtime: length of each phase")
+    parser.add_argument("--fps", type=float, default=12.0, help="--realtime: camera rate")
+    parser.add_argument("--load-procs", type=int, default=2, help="--realtime: busy processes in the loaded phase")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="--realtime: seconds between starting the load and streaming")
+    parser.add_argument("--node-settings", nargs="+", default=["auto", "legacy"], choices=NODE_SETTINGS,
+                        help="--realtime: node thread settings to compare, each in a fresh node")
     args = parser.parse_args()
+    if args.realtime:
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+        return realtime(args)
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

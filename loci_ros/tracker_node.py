@@ -6,6 +6,13 @@ labels), `debug_image` (rgb8 overlay) and `markers` (MarkerArray), each with the
 serves `reset` (std_srvs/Trigger). All names are relative: under `__ns:=/loci` they are /loci/image etc.
 Once the model is loaded and the subscriptions exist it logs one line "loci_tracker ready: ...".
 
+It is a managed (lifecycle) node: configure loads the checkpoint and creates the publishers and the reset
+service, activate subscribes and enables the publishers, deactivate unsubscribes (the model and its tracking
+state stay), cleanup frees the model. With the `autostart` parameter (default true) it configures and
+activates itself at start; `autostart:=false` leaves the transitions to a lifecycle manager (get_state,
+change_state). The model's CPU threads and OpenMP wait policy are chosen at configure (torch_threads,
+omp_wait_policy; loci_core/cpu_threads.py).
+
 Scene resets: a message on `scene_reset` says a new scene (video) starts at its header stamp; the tracking
 state is cleared before the first frame stamped at or after it (a zero stamp: before the next frame).
 Bags made by `loci bag make` publish /loci/scene_reset (frame_id = the video name) before each video's
@@ -33,9 +40,10 @@ from dataclasses import dataclass
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -43,7 +51,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from loci_core.allocator import keep_freed_memory
-from loci_ros.messages import OutputSettings, build_outputs
+from loci_core.cpu_threads import apply_wait_policy, available_cores, plan_threads
 from loci_ros.tracker_setup import (
     NODE_NAME,
     OUTPUTS,
@@ -67,6 +75,11 @@ ERROR_THROTTLE_SEC = 5.0
 OUTPUT_DEPTH = 5
 # Longest time the executor waits before it checks for shutdown (Ctrl-C, SIGTERM via rclpy).
 SPIN_TIMEOUT_S = 0.25
+# Fast DDS's default shared-memory segment (512 KiB) cannot carry a 640x480 rgb8 frame; over UDP a best-effort
+# frame of many fragments is lost whole when one fragment is.
+LOST_HINT = ("best-effort transport loses large frames; run the camera's and this node's process with "
+             "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml (shared memory, frames up to ~25 MB) or set "
+             "input_reliability:=reliable")
 # Scene resets must not be lost, and a few may queue while the executor is busy.
 RESET_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -77,13 +90,17 @@ class Settings:
 
     visibility_threshold: float
     publish: dict
-    output: OutputSettings
+    output: object  # loci_ros.messages.OutputSettings
     ground_plane_height: float
     max_aspect_error: float
     log_period: float
 
 
-class TrackerNode(Node):
+class TrackerNode(LifecycleNode):
+    """A managed node: configure loads the model, activate subscribes (and enables the publishers), deactivate
+    stops tracking and keeps the model, cleanup frees it. With `autostart` (the default) main() runs configure
+    and activate at once, so it starts like a plain node."""
+
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         for name, (default, description, read_only, limits) in PARAMETERS.items():
@@ -96,37 +113,102 @@ class TrackerNode(Node):
             raise StartupError(f"invalid parameter: {initial.reason}")
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        self._settings = self._read_settings()
+        self._settings = None  # read at configure (building the output settings loads torch)
+        self.tracker = None
+        self._outputs: dict = {}
+        self._inputs: list = []
+        self._reset_service = None
 
-        self.tracker = make_tracker(self._values())
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        threads = self._plan_threads()
+        try:
+            self.tracker = make_tracker(self._values())
+        except StartupError as err:
+            self.get_logger().error(str(err))
+            return TransitionCallbackReturn.FAILURE
+        import torch  # loaded by make_tracker, after the wait policy was set
+
+        torch.set_num_threads(threads)
+        self._settings = self._read_settings()
         self._camera_k = None
         self._camera_info_key = None
-
         self._outputs = self._create_publishers()
-        # Created before the image subscription: when a reset and a frame are both waiting, the executor
-        # takes the reset first.
-        self._reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, self._param("queue_frames")),
-                               reliability=RELIABILITY[self._param("input_reliability")])
-        self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
-        if self._param("camera_model") == "camera_info":
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
-        self.create_service(Trigger, "reset", self._on_reset)
-
+        self._reset_service = self.create_service(Trigger, "reset", self._on_reset)
         # Stamps (ns) of scene resets not yet applied: the state is cleared before the first frame stamped at
         # or after one (several may wait while queued frames of earlier scenes are tracked).
         self._reset_stamps: list[int] = []
         self._error_times: dict[str, float] = {}
-        self._stats = _fresh_stats()
         # Last publication sequence number seen per image publisher: a gap is frames skipped as stale.
         self._last_sequence: dict[bytes, int] = {}
         self._input_shape = None
         h, w = self.tracker.resolution
+        self.get_logger().info(f"configured: model {self._param('checkpoint')} ({self.tracker.num_slots} slots) "
+                               f"loaded at {w}x{h} on {self.tracker.device}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # The reset subscription first: when a reset and a frame are both waiting, the executor takes the
+        # reset first.
+        reset_sub = self.create_subscription(Header, "scene_reset", self._on_scene_reset, RESET_QOS)
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, self._param("queue_frames")),
+                               reliability=RELIABILITY[self._param("input_reliability")])
+        image_sub = self.create_subscription(
+            Image, "image", self._on_image, image_qos,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_images_lost))
+        self._inputs = [reset_sub, image_sub]
+        if self._param("camera_model") == "camera_info":
+            self._inputs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                                         qos_profile_sensor_data))
+        self._stats = _fresh_stats()
+        self._last_sequence.clear()  # publishers' sequence gaps while inactive are not stale frames
+        h, w = self.tracker.resolution
+        outputs = [o for o in OUTPUTS if self._settings.publish[o] and self._outputs[o] is not None]
         self.get_logger().info(
             f"{NODE_NAME} ready: model {self._param('checkpoint')} ({self.tracker.num_slots} slots) at "
-            f"{w}x{h} on {self.tracker.device}, camera model {self._param('camera_model')}; waiting for "
-            f"images on {self._image_sub.topic_name} (scene resets on {self._reset_sub.topic_name}); "
-            f"outputs: {', '.join(o for o in OUTPUTS if self._settings.publish[o]) or 'none'}")
+            f"{w}x{h} on {self.tracker.device} ({self._threads_text}), camera model "
+            f"{self._param('camera_model')}; waiting for images on {image_sub.topic_name} (scene resets on "
+            f"{reset_sub.topic_name}); outputs: {', '.join(outputs) or 'none'}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_inputs()
+        self.get_logger().info("deactivated: tracking stopped, the model stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_inputs()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _destroy_inputs(self) -> None:
+        for sub in self._inputs:
+            self.destroy_subscription(sub)
+        self._inputs = []
+
+    def _release(self) -> None:
+        for pub in self._outputs.values():
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._outputs = {}
+        if self._reset_service is not None:
+            self.destroy_service(self._reset_service)
+            self._reset_service = None
+        self.tracker = None
+
+    def _plan_threads(self) -> int:
+        """Threads and OpenMP wait policy for the model, before torch is loaded (loci_core.cpu_threads)."""
+        plan = plan_threads(self._param("torch_threads"), self._param("omp_wait_policy"), available_cores())
+        policy = apply_wait_policy(plan.wait_policy)
+        self._threads_text = (f"{plan.threads} torch thread{'s' * (plan.threads > 1)} on {plan.cores} "
+                              f"cores, OpenMP wait policy {policy}")
+        return plan.threads
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -139,18 +221,18 @@ class TrackerNode(Node):
     def _create_publishers(self) -> dict:
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=OUTPUT_DEPTH,
                          reliability=ReliabilityPolicy.RELIABLE)
-        pubs = {"masks": self.create_publisher(Image, "masks", qos),
-                "debug_image": self.create_publisher(Image, "debug_image", qos),
-                "markers": self.create_publisher(MarkerArray, "markers", qos)}
+        pubs = {"masks": self.create_lifecycle_publisher(Image, "masks", qos),
+                "debug_image": self.create_lifecycle_publisher(Image, "debug_image", qos),
+                "markers": self.create_lifecycle_publisher(MarkerArray, "markers", qos)}
         try:
             from vision_msgs.msg import Detection2DArray
         except ImportError:
-            # Keep the other outputs working on a ROS install without vision_msgs (ros2.md §4).
+            # Keep the other outputs working on a ROS install without vision_msgs.
             self.get_logger().error("vision_msgs is not installed: 'detections' will not be published "
                                     "(build it with scripts/build_interfaces.sh)")
             pubs["detections"] = None
         else:
-            pubs["detections"] = self.create_publisher(Detection2DArray, "detections", qos)
+            pubs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "detections", qos)
         return pubs
 
     # ------------------------------------------------------------------------------------------ parameters
@@ -165,9 +247,10 @@ class TrackerNode(Node):
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
-        self._settings = self._read_settings()
-        self.tracker.visibility_threshold = self._settings.visibility_threshold
-        self.tracker.ground_height = self._settings.ground_plane_height
+        if self.tracker is not None:
+            self._settings = self._read_settings()
+            self.tracker.visibility_threshold = self._settings.visibility_threshold
+            self.tracker.ground_height = self._settings.ground_plane_height
         self._camera_info_key = None  # rebuild the pinhole camera's pose on the next CameraInfo
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
@@ -202,6 +285,16 @@ class TrackerNode(Node):
         if last is not None and sequence > last + 1:
             self._stats["dropped"] += sequence - last - 1
         self._last_sequence[publisher] = sequence
+
+    def _on_images_lost(self, info) -> None:
+        """Frames the middleware saw sent but never got whole. Over best effort that is the transport losing
+        them (a large frame); a reliable publisher reports frames its own full queue dropped, which are stale
+        frames like the others."""
+        if self._param("input_reliability") != "best_effort":
+            return
+        self._stats["lost"] += info.total_count_change
+        self._throttled_error("lost", f"{info.total_count} image messages lost in transport so far (never "
+                                      f"arrived whole): {LOST_HINT}")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         key = (tuple(msg.k), msg.width, msg.height)
@@ -249,6 +342,7 @@ class TrackerNode(Node):
         track_s = time.perf_counter() - t0
         wanted = {name: settings.publish[name] and self._outputs[name] is not None
                   and self._outputs[name].get_subscription_count() > 0 for name in OUTPUTS}
+        build_outputs = messages().build_outputs
         build_outputs(image, entities, msg.header, settings.output, camera_k=self._camera_k,
                       detections=wanted["detections"], masks=wanted["masks"], debug=wanted["debug_image"],
                       markers=wanted["markers"], emit=lambda name, message: self._outputs[name].publish(message))
@@ -270,9 +364,20 @@ class TrackerNode(Node):
         if elapsed >= period:
             self._stats = _fresh_stats()
             n = s["frames"]
+            # Sequence gaps count every frame sent and not tracked, lost ones included.
+            stale = max(0, s["dropped"] - s["lost"])
+            lost = f", {s['lost']} lost in transport" if s["lost"] else ""
             self.get_logger().info(
                 f"tracking at {n / elapsed:.1f} Hz: {1000 * s['track_s'] / n:.1f} ms model, "
-                f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {s['dropped']} stale frames dropped")
+                f"{1000 * s['total_s'] / n:.1f} ms per frame in all; {stale} stale frames dropped{lost}")
+
+
+def messages():
+    """loci_ros.messages, imported on first use: it loads torch, which must wait until configure has set the
+    OpenMP wait policy."""
+    from loci_ros import messages as module
+
+    return module
 
 
 def _descriptor(description: str, read_only: bool, limits) -> ParameterDescriptor:
@@ -289,7 +394,7 @@ def _descriptor(description: str, read_only: bool, limits) -> ParameterDescripto
 
 
 def _fresh_stats() -> dict:
-    return {"frames": 0, "dropped": 0, "track_s": 0.0, "total_s": 0.0, "since": time.monotonic()}
+    return {"frames": 0, "dropped": 0, "lost": 0, "track_s": 0.0, "total_s": 0.0, "since": time.monotonic()}
 
 
 def main(args=None) -> int:
@@ -299,6 +404,10 @@ def main(args=None) -> int:
         node = TrackerNode()
     except StartupError as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
+        rclpy.try_shutdown()
+        return 1
+    if node.get_parameter("autostart").value and not _start(node):
+        node.destroy_node()
         rclpy.try_shutdown()
         return 1
     executor = SingleThreadedExecutor()
@@ -314,6 +423,15 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _start(node: TrackerNode) -> bool:
+    """configure and activate (autostart); False, with the reason logged, when a transition fails."""
+    for transition in (node.trigger_configure, node.trigger_activate):
+        if transition() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().fatal(f"autostart: {transition.__name__.removeprefix('trigger_')} failed")
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loci_core.cpu_threads import WAIT_POLICIES
 from loci_ros.image_conversion import ImageLayoutError, UnsupportedEncodingError, image_to_rgb8
 
 NODE_NAME = "loci_tracker"
@@ -45,6 +46,8 @@ class Range:
 
 # name -> (default, description, read_only, Range or tuple of choices or None)
 PARAMETERS = {
+    "autostart": (True, "configure and activate at start, as a plain node; false = a managed node that waits "
+                        "in 'unconfigured' for lifecycle transitions (change_state)", True, None),
     "checkpoint": ("", "path of the Loci checkpoint (.pt) to track with", True, None),
     "model_level": (0, "resolution level to run the model at (1: latent x4, 2: latent x16); 0 = the level "
                        "stored in the checkpoint", True, Range(0, 2, 1, integer=True)),
@@ -57,6 +60,13 @@ PARAMETERS = {
     "compile_model": (False, "compile the model's step with TorchInductor (Loci.compile_inference): about "
                              "1.4x faster on a CPU, after about two minutes of compiling at start (seconds "
                              "when TorchInductor's cache has it); needs a C++ compiler", True, None),
+    "torch_threads": (0, "intra-op threads of the model's CPU step; 0 = one per core this process may run on "
+                         "(its CPU affinity)", True, Range(0, 1024, 1, integer=True)),
+    "omp_wait_policy": ("auto", "how idle OpenMP threads wait between operators: passive (sleep, leaving the "
+                                "cores to other processes), active (spin: lowest latency on cores of its own), "
+                                "default (libgomp's: spin a while, then sleep), auto (passive with more than one "
+                                "thread); set before torch loads, OMP_WAIT_POLICY in the environment wins", True,
+                        WAIT_POLICIES),
     "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
                                   "it, an entity seen before is reported as hidden", False, Range(0, 1)),
     "publish_detections": (True, "publish vision_msgs/Detection2DArray on 'detections'", False, None),

@@ -33,14 +33,7 @@ done
 unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 start=$(date +%s)
 
-# The wheels' exported CMake targets name the wheel builder's Python and numpy include dirs
-# (/opt/python/cpXY-cpXY/...), which do not exist here. Point them at this venv's.
-PYINC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
-NPINC=$("$PY" -c "import numpy; print(numpy.get_include())")
-# (grep finds nothing on a second run: that is fine.)
-{ grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$VENV/share" --include='*.cmake' || true; } | xargs -r sed -i -E \
-  -e "s#/opt/python/cp[0-9]+-cp[0-9]+/include/python3\.[0-9]+#$PYINC#g" \
-  -e "s#/opt/python/cp[0-9]+-cp[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$NPINC#g"
+bash "$REPO/scripts/wheel_cmake_paths.sh" "$VENV"
 
 # ament/rosidl scripts run `python3`; it must be the venv's (catkin_pkg, empy, lark live there).
 export PATH=$VENV/bin:$PATH

@@ -10,7 +10,7 @@ VENV=${LOCI_VENV:-$REPO/.venv}
 PY=${PYTHON:-python3.11}
 STAMP=$VENV/.loci-setup
 HASH=$(cat requirements/requirements.txt requirements/constraints.txt scripts/setup_env.sh \
-  scripts/build_interfaces.sh interfaces/vision_msgs/msg/*.msg setup.py 2>/dev/null | sha256sum | cut -c1-16)
+  scripts/build_interfaces.sh scripts/wheel_cmake_paths.sh interfaces/vision_msgs/msg/*.msg setup.py 2>/dev/null | sha256sum | cut -c1-16)
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$HASH" ]]; then
   exit 0

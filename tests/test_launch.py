@@ -1,13 +1,17 @@
 """launch/tracker.launch.py and the config files it points at.
 
 `launch`/`launch_ros` cannot be installed from pip, so the launch file's structure is checked from its
-syntax tree (arguments, the node, its parameters and remappings, the RViz node). Where launch_ros is
-importable (a real ROS 2 install with this package built) the launch file is also run for real.
+syntax tree (arguments, the node, its parameters and remappings, the RViz node), and what it passes is
+checked against what the node declares: the parameter table loci_ros/tracker_setup.py's PARAMETERS (the node
+declares exactly these, tests/test_node.py checks over DDS) and the topics in loci_ros/tracker_node.py's
+syntax tree. Where launch_ros is importable (a real ROS 2 install with this package built) the launch file is
+also run for real.
 """
 
 import ast
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "tracker.launch.py"
+NODE_SOURCE = REPO / "loci_ros" / "tracker_node.py"
+# Parameters every rclpy node declares itself.
+BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 ARGUMENTS = {"image_topic", "camera_info_topic", "params_file", "checkpoint", "namespace", "use_sim_time",
              "rviz"}
 
@@ -108,8 +115,53 @@ def test_config_files_fit_the_node():
                      ("rviz_default_plugins/MarkerArray", "/loci/markers")}
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == values["ground_frame_id"]
 
-    shm = (REPO / "config" / "fastdds_shm.xml").read_text()
-    assert "<segment_size>16777216</segment_size>" in shm
+    shm = ET.parse(REPO / "config" / "fastdds_shm.xml").getroot()
+    namespace = {"dds": "http://www.eprosima.com"}
+    segment = int(shm.find(".//dds:transport_descriptor/dds:segment_size", namespace).text)
+    # the README and the profile promise 3840x2160 rgb8 frames; two must fit (one in delivery, the next)
+    assert segment >= 2 * 3840 * 2160 * 3, "the shared-memory segment is too small for 3840x2160 rgb8 frames"
+
+
+def node_topics(kind: str) -> set[str]:
+    """Topic names the node passes to create_<kind> (subscription, publisher, lifecycle_publisher)."""
+    tree = ast.parse(NODE_SOURCE.read_text())
+    return {c.args[1].value for c in calls(tree, f"create_{kind}") if isinstance(c.args[1], ast.Constant)}
+
+
+def test_launch_passes_what_the_node_declares(tree):
+    """A parameter or topic renamed in the node (or the launch file) fails here, without launch_ros."""
+    from loci_ros.tracker_setup import PARAMETERS
+
+    declared = set(PARAMETERS) | BUILTIN_PARAMETERS
+    passed = set()
+    for node in ast.walk(tree):  # {"name": value} literals and overrides["name"] = value
+        if isinstance(node, ast.Dict):
+            passed |= {ast.literal_eval(k) for k in node.keys}
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            passed.add(ast.literal_eval(node.slice))
+    assert {"checkpoint", "use_sim_time"} <= passed
+    assert passed <= declared, f"the launch file sets parameters the node does not declare: {passed - declared}"
+
+    tracker = next(c for c in calls(tree, "Node") if ast.literal_eval(keyword(c, "executable")) == "tracker_node")
+    remapped = {ast.literal_eval(pair.elts[0]) for pair in keyword(tracker, "remappings").elts}
+    subscribed = node_topics("subscription")
+    assert {"image", "camera_info", "scene_reset"} <= subscribed  # the parse found the node's topics
+    assert remapped <= subscribed, f"remapped topics the node does not subscribe: {remapped - subscribed}"
+
+    defaults = {c.args[0].value: keyword(c, "default_value") for c in calls(tree, "DeclareLaunchArgument")}
+    file_values = yaml.safe_load((REPO / "config" / "tracker.yaml").read_text())["/**/loci_tracker"]
+    # an empty checkpoint argument leaves the params file's value in force (overrides only when given)
+    assert ast.literal_eval(defaults["checkpoint"]) == "" == PARAMETERS["checkpoint"][0]
+    assert "checkpoint" in file_values["ros__parameters"]
+    params_file = [ast.literal_eval(e) for e in defaults["params_file"].args[0].elts[1:]]
+    assert (REPO.joinpath(*params_file)).is_file(), f"default params_file {params_file} is not in the repository"
+    # config/tracker.rviz shows the outputs under the default namespace
+    namespace = "/" + ast.literal_eval(defaults["namespace"])
+    published = node_topics("lifecycle_publisher") | node_topics("publisher")
+    rviz = yaml.safe_load((REPO / "config" / "tracker.rviz").read_text())
+    shown = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if d.get("Enabled")
+             and "Topic" in d}
+    assert shown and shown <= {f"{namespace}/{t}" for t in published}, shown
 
 
 @pytest.mark.ros

@@ -5,6 +5,7 @@ test talks to it through an rclpy node of its own. Frames come from the CATER-st
 """
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -234,6 +235,17 @@ def test_parameters_read_changed_and_validated(tracker, frames):
     assert process.poll() is None
 
 
+def test_declared_parameters_are_the_parameter_table(tracker):
+    """The node declares the table in loci_ros/tracker_setup.py and nothing else (tests/test_launch.py checks
+    the launch file and config/tracker.yaml against that table)."""
+    from loci_ros.tracker_setup import PARAMETERS
+
+    process, client, log = tracker
+    assert client.params.wait_for_services(timeout_sec=TIMEOUT)
+    names = set(client.call(client.params.list_parameters()).result.names)
+    assert names == set(PARAMETERS) | {"use_sim_time", "start_type_description_service"}
+
+
 def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
     process, client, log = tracker
     reset = client.node.create_client(Trigger, "reset")
@@ -430,3 +442,101 @@ def test_cuda_without_a_gpu_fails_at_startup_in_one_line(tiny_checkpoint, tmp_pa
     log = (tmp_path / "node.log").read_text()
     assert "device cuda, but no CUDA device is available" in log and "(parameter 'device')" in log, log
     assert "Traceback" not in log, log
+
+
+def test_without_vision_msgs_the_other_outputs_run(tiny_checkpoint, tmp_path):
+    """On a ROS install without vision_msgs (a package on PYTHONPATH that fails to import stands for it) the node
+    says so, leaves `detections` out of its ready line and starts with the other outputs."""
+    missing = tmp_path / "no_vision_msgs" / "vision_msgs"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('No module named vision_msgs')\n")
+    log = tmp_path / "node.log"
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/no_vision",
+           "--params-file", str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(missing.parent), os.environ.get("PYTHONPATH", "")]))
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        end = time.monotonic() + 60
+        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    ready = [line for line in text.splitlines() if "loci_tracker ready:" in line]
+    assert len(ready) == 1, text
+    assert ready[0].endswith("outputs: masks, debug_image, markers"), ready[0]
+    assert "vision_msgs is not installed: 'detections' will not be published" in text
+
+
+BIG = (2400, 3200)  # a 23 MB rgb8 frame: beyond the default shared-memory segment, within config/fastdds_shm.xml's
+
+
+def test_frames_lost_in_transport_are_named(ros, tiny_checkpoint, frames, tmp_path):
+    """Best-effort input without the shared-memory profile: a 3200x2400 frame never arrives whole, and the node
+    says so (with the remedy) instead of only counting a stale frame."""
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        pytest.skip("a Fast DDS profile is set for this test run")
+    log = tmp_path / "node.log"
+    process = start_node(tiny_checkpoint, log, f"visibility_threshold:={THRESHOLD}", namespace="/lossy")
+    client = None
+    try:
+        client = Client(namespace="/lossy")
+        client.wait_for_tracker(process)
+        big = numpy_to_image(np.zeros(BIG + (3,), np.uint8), "rgb8", header=Header(frame_id="camera_optical"))
+        for _ in range(4):
+            client.pub.publish(big)
+            if client.spin_until(lambda: "lost in transport" in log.read_text(), timeout=0.5):
+                break
+        assert client.spin_until(lambda: "lost in transport" in log.read_text()), log.read_text()[-2000:]
+        assert "FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm.xml" in log.read_text()
+        assert client.send(frames[0], stamp=800, attempts=5)["detections"] is not None  # small frames still work
+    finally:
+        if client is not None:
+            client.close()
+        stop_process(process)
+
+
+PUBLISH_BIG = """
+import sys, time
+import numpy as np
+import rclpy
+from sensor_msgs.msg import Image
+from loci_ros.image_conversion import numpy_to_image
+rclpy.init()
+node = rclpy.create_node("big_camera", namespace="/shm")
+pub = node.create_publisher(Image, "image", 1)
+while pub.get_subscription_count() == 0:
+    rclpy.spin_once(node, timeout_sec=0.1)
+time.sleep(0.5)
+msg = numpy_to_image(np.full((%d, %d, 3), 100, np.uint8), "rgb8")
+for i in range(8):
+    msg.header.stamp.sec = i
+    pub.publish(msg)
+    time.sleep(0.5)
+"""
+
+
+def test_big_frames_arrive_with_the_shared_memory_profile(tiny_checkpoint, tmp_path):
+    """config/fastdds_shm.xml in the camera's and the node's process: best-effort 3200x2400 frames are tracked,
+    none lost, also while the node is busy with the one before."""
+    env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"))
+    log = tmp_path / "node.log"
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/shm", "--params-file",
+           str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}", "-p", "log_period:=1.0"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        end = time.monotonic() + 60
+        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        camera = subprocess.run([sys.executable, "-c", PUBLISH_BIG % BIG], cwd=REPO, env=env, timeout=120,
+                                capture_output=True, text=True)
+        assert camera.returncode == 0, camera.stderr[-2000:]
+        time.sleep(1.0)
+    finally:
+        stop_process(process)
+    text = log.read_text()
+    rates = re.findall(r"tracking at [\d.]+ Hz.*", text)
+    assert rates, text[-2000:]
+    assert "lost in transport" not in text

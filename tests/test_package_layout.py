@@ -1,8 +1,8 @@
-"""The repository is a valid ament_python package: what `colcon build` would install.
+"""The repository is a valid ament_python package: what `colcon build` installs, checked in seconds.
 
-colcon's ament_python build runs setup.py's egg_info/build/install with setup.cfg's script dir;
-we run the same setuptools steps into a temporary root and check the result, because colcon itself
-is not installable here.
+colcon's ament_python build runs setup.py's egg_info/build/install with setup.cfg's script dir; these tests
+run the same setuptools steps into a temporary root and check the result file by file.
+tests/test_colcon_workspace.py runs colcon itself on a workspace (about a minute) and starts the installed node.
 """
 
 import configparser
@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 RUN_DEPENDS = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "vision_msgs", "visualization_msgs",
-               "std_srvs", "python3-torch", "python3-opencv", "python3-numpy"}
+               "std_srvs", "lifecycle_msgs", "python3-torch", "python3-opencv", "python3-numpy"}
 CONSOLE_SCRIPTS = {"loci": "loci_core.cli:main", "tracker_node": "loci_ros.tracker_node:main"}
 
 
