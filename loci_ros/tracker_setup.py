@@ -69,6 +69,11 @@ PARAMETERS = {
                         WAIT_POLICIES),
     "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
                                   "it, an entity seen before is reported as hidden", False, Range(0, 1)),
+    "follow_carriers": (True, "a hidden entity is published moving with the visible entity nearest to where it "
+                              "went hidden (its carrier: a cone over it, an object in front), until it is seen "
+                              "again; false = the model's own position of the hidden slot", True, None),
+    "carrier_radius": (0.25, "how near (model screen units: the image spans [-1, 1] each way) a visible entity "
+                             "must be to carry an entity that goes hidden", True, Range(0, 2)),
     "publish_detections": (True, "publish vision_msgs/Detection2DArray on 'detections'", False, None),
     "publish_masks": (True, "publish the mono8 label image (0 = background, k+1 = entity k) on 'masks'",
                       False, None),
@@ -163,7 +168,8 @@ def make_tracker(values: dict):
             path, device=device, camera=camera, level=values["model_level"] or None,
             background=background, ground_height=values["ground_plane_height"],
             visibility_threshold=values["visibility_threshold"], seed=values["seed"],
-            compile_model=values["compile_model"])
+            compile_model=values["compile_model"], follow_carriers=values["follow_carriers"],
+            carrier_radius=values["carrier_radius"])
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise StartupError(f"cannot load checkpoint {path}: {err}") from err
 
