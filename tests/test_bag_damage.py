@@ -14,24 +14,11 @@ from mcap.stream_reader import StreamReader
 from loci_ros.bag_commands import main
 from loci_ros.bags import GT_MASKS_TOPIC, IMAGE_TOPIC
 from loci_ros.bags.storage import BagError, open_bag
+from tests import test_bag_eval
 
 FLIPS = 200
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from loci_core.data.generate import GenerateOptions, generate_dataset
-
-    root = tmp_path_factory.mktemp("cater")
-    generate_dataset(root, 2, seed=0, opts=GenerateOptions(size=(60, 80), frames=6), progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def scenes(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("scenes") / "bag"
-    assert main(["make", "--data", str(data), "--out", str(out)]) == 0
-    return out
+data, scenes = test_bag_eval.data, test_bag_eval.scenes    # 2 generated videos and their bag
 
 
 def _mcap(bag):

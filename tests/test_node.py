@@ -444,6 +444,21 @@ def test_cuda_without_a_gpu_fails_at_startup_in_one_line(tiny_checkpoint, tmp_pa
     assert "Traceback" not in log, log
 
 
+def _start_until_ready(checkpoint, log, namespace: str, env: dict, *params: str) -> subprocess.Popen:
+    """The node started with config/tracker.yaml in its own environment, once it has said it is ready (or
+    has ended, or 60 s have passed)."""
+    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",
+           "--params-file", str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={checkpoint}"]
+    for p in params:
+        cmd += ["-p", p]
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    end = time.monotonic() + 60
+    while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
+        time.sleep(0.2)
+    return process
+
+
 def test_without_vision_msgs_the_other_outputs_run(tiny_checkpoint, tmp_path):
     """On a ROS install without vision_msgs (a package on PYTHONPATH that fails to import stands for it) the node
     says so, leaves `detections` out of its ready line and starts with the other outputs."""
@@ -451,17 +466,9 @@ def test_without_vision_msgs_the_other_outputs_run(tiny_checkpoint, tmp_path):
     missing.mkdir(parents=True)
     (missing / "__init__.py").write_text("raise ImportError('No module named vision_msgs')\n")
     log = tmp_path / "node.log"
-    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/no_vision",
-           "--params-file", str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(missing.parent), os.environ.get("PYTHONPATH", "")]))
-    with open(log, "w") as out:
-        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        end = time.monotonic() + 60
-        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
-    finally:
-        stop_process(process)
+    process = _start_until_ready(tiny_checkpoint, log, "/no_vision", env)
+    stop_process(process)
     text = log.read_text()
     ready = [line for line in text.splitlines() if "loci_tracker ready:" in line]
     assert len(ready) == 1, text
@@ -522,14 +529,8 @@ def test_big_frames_arrive_with_the_shared_memory_profile(tiny_checkpoint, tmp_p
     none lost, also while the node is busy with the one before."""
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"))
     log = tmp_path / "node.log"
-    cmd = [sys.executable, "-m", "loci_ros.tracker_node", "--ros-args", "-r", "__ns:=/shm", "--params-file",
-           str(REPO / "config" / "tracker.yaml"), "-p", f"checkpoint:={tiny_checkpoint}", "-p", "log_period:=1.0"]
-    with open(log, "w") as out:
-        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    process = _start_until_ready(tiny_checkpoint, log, "/shm", env, "log_period:=1.0")
     try:
-        end = time.monotonic() + 60
-        while "ready:" not in log.read_text() and process.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
         camera = subprocess.run([sys.executable, "-c", PUBLISH_BIG % BIG], cwd=REPO, env=env, timeout=120,
                                 capture_output=True, text=True)
         assert camera.returncode == 0, camera.stderr[-2000:]
