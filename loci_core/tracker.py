@@ -10,10 +10,10 @@ Background: the model renders the static background from an image. We take, in t
 frame after each `reset()`. The first-frame fallback is what a static robot camera has without a recorded
 empty scene; objects standing still in that first frame then count as background until they move.
 
-Hidden entities follow their carrier (`follow_carriers`, on by default; loci_core/carrier.py): when an
+Hidden entities can follow their carrier (`follow_carriers`, off by default; loci_core/carrier.py): when an
 entity goes hidden next to a visible one (a cone lowered over it, an object passing in front), its published
-position moves with that entity until it is seen again. The model's own position of a hidden slot moves only
-as far as its training taught it to.
+position moves with that entity until it is seen again. Off, a hidden entity is where the model's slot is,
+which for the released model stays nearer a carried object (`loci eval` measures both).
 
 Timing: Loci predicts the next frame, so the masks and positions reported for frame t are the model's
 estimates produced while processing frame t (its prediction for t+1). That is what the original uses for
@@ -103,7 +103,7 @@ class OnlineTracker:
                  background: np.ndarray | None = None, camera: ProjectiveCamera | PinholeCamera | None = None,
                  ground_height: float | None = None,
                  visibility_threshold: float = 0.5, warmup_calls: int | None = None, seed: int = 0,
-                 compile_model: bool = False, follow_carriers: bool = True, carrier_radius: float = 0.25):
+                 compile_model: bool = False, follow_carriers: bool = False, carrier_radius: float = 0.25):
         device = resolve_device(device)
         self.model = model.to(device).eval()
         if compile_model:  # Loci.compile_inference: about a minute on a CPU (seconds from TorchInductor's cache)

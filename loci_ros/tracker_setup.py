@@ -69,7 +69,7 @@ PARAMETERS = {
                         WAIT_POLICIES),
     "visibility_threshold": (0.5, "an entity counts as visible at or above this visibility (0..1); below "
                                   "it, an entity seen before is reported as hidden", False, Range(0, 1)),
-    "follow_carriers": (True, "a hidden entity is published moving with the visible entity nearest to where it "
+    "follow_carriers": (False, "a hidden entity is published moving with the visible entity nearest to where it "
                               "went hidden (its carrier: a cone over it, an object in front), until it is seen "
                               "again; false = the model's own position of the hidden slot", True, None),
     "carrier_radius": (0.25, "how near (model screen units: the image spans [-1, 1] each way) a visible entity "
