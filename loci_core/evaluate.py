@@ -495,8 +495,9 @@ def markdown(results: dict) -> str:
     if carried and carried["frames"]:
         lines.append(f"\nCarried snitch ({carried['frames']} frames in which a cone carries it): the entity "
                      f"tracking it is within {carried['within_cells']} grid cells (L1) of the truth in "
-                     f"{_f(carried[CARRIED], 1, 100)} % of them with carrier following (the tracker's and the "
-                     f"node's default), {_f(carried['model position'], 1, 100)} % at the model's own position.")
+                     f"{_f(carried[CARRIED], 1, 100)} % of them with carrier following, "
+                     f"{_f(carried['model position'], 1, 100)} % at the model's own position (the tracker's and the "
+                     "node's default).")
     for note in results.get("notes", []):
         lines.append(f"\nNote: {note}")
     if results["tracking"]:

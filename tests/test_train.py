@@ -212,9 +212,11 @@ def test_ctrl_c_before_the_first_update_is_a_clean_stop(stage, tiny_data, tmp_pa
     cv2.imwrite(str(data / "background.png"), ramp)
     cfg = tiny_config(tmp_path / "cfg.yaml")
     run = tmp_path / "run"
+    # Ctrl-C as in a terminal: a shell that started this run in the background left SIGINT ignored
     proc = subprocess.Popen([PY, "-m", "loci_core.cli", "train", "--config", str(cfg), "--data", str(data),
                              "--out", str(run), "--split", "all", "--device", "cpu", "--no-progress"],
-                            env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     reached = {"importing torch": lambda: _maps_library(proc.pid, "libtorch_cpu"),
                "reading the data set": lambda: _has_open(proc.pid, data / "background.png")}[stage]
     deadline = time.time() + 120
