@@ -191,8 +191,7 @@ CARRIED_CELLS = 2
 def _count_carried(counts: dict, item: dict, track: np.ndarray, own: np.ndarray, followed: np.ndarray) -> None:
     """Add one video's carried-snitch frames: is the entity tracking the snitch published within
     CARRIED_CELLS of the truth, with carrier following and with the model's own positions?"""
-    k = int(item["num_objects"])
-    snitch = int(np.flatnonzero(_np(item["object_shape"])[:k] == _spl_index())[0])
+    snitch = _snitch_object(item)
     carried = np.flatnonzero(_np(item["object_states"])[1:, snitch] == metrics.CARRIED_STATE)
     if not len(carried):
         return
@@ -226,9 +225,7 @@ class VideoEnd:
     def of(cls, item: dict) -> VideoEnd:
         state = None
         if "object_states" in item:
-            k = int(item["num_objects"])
-            snitch = int(np.flatnonzero(_np(item["object_shape"])[:k] == _spl_index())[0])
-            state = metrics.STATE_NAMES[int(_np(item["object_states"])[-1, snitch])]
+            state = metrics.STATE_NAMES[int(_np(item["object_states"])[-1, _snitch_object(item)])]
         return cls(int(item["label"]), _np(item["snitch_world"])[-1], bool(_np(item["contained"])[-1]),
                    str(item.get("name", "")), state)
 
@@ -452,8 +449,7 @@ def _score_baselines(it: dict, has_gt: bool, tracker, last_m: _Method, classic_m
     from .baselines.last_seen import last_seen_track
 
     if has_gt:
-        k = int(it["num_objects"])
-        snitch_k = int(np.flatnonzero(_np(it["object_shape"])[:k] == _spl_index())[0])
+        snitch_k = _snitch_object(it)
         visible = _np(it["object_states"])[:, snitch_k] == metrics.VISIBLE
         seen = last_seen_track(_np(it["snitch_world"]), visible)   # (T, 3)
         seen[:, 2] = CATER_Z0            # answers live on the snitch plane like everyone's
@@ -462,6 +458,12 @@ def _score_baselines(it: dict, has_gt: bool, tracker, last_m: _Method, classic_m
     classic_m.add_snitch(classic.snitch[1:], it)
     if has_gt:
         classic_m.tracks.append(evaluate_tracks(classic.labels[1:], it, classic.positions[1:]))
+
+
+def _snitch_object(item: dict) -> int:
+    """The index of the snitch among a video item's objects."""
+    k = int(item["num_objects"])
+    return int(np.flatnonzero(_np(item["object_shape"])[:k] == _spl_index())[0])
 
 
 def _spl_index() -> int:

@@ -31,21 +31,17 @@ class ReadoutError(RuntimeError):
     """A read-out training that cannot run; the message says why."""
 
 
-@torch.inference_mode()
 def record(model, items: list[dict], warmup_calls: int, device) -> dict[str, torch.Tensor]:
-    """Run a batch of equal-length whole videos; returns FIELDS as (B, T', ...) CPU tensors."""
-    frames = torch.stack([it["frames"] for it in items]).to(device)            # (B, T, 3, H, W) uint8
-    background = torch.stack([it["background"] for it in items]).to(device)
-    B, T = frames.shape[:2]
-    state = model.initial_state(B, device)
-    first = frames[:, 0].float() / 255.0
-    for _ in range(warmup_calls):
-        _, state = model.step(first, state, background)
+    """Run a batch of equal-length whole videos (`evaluate.run_loci`); returns FIELDS as (B, T', ...) CPU tensors."""
+    from .evaluate import run_loci
+
     kept = {key: [] for key in FIELDS[:4]}
-    for t in range(T - 1):
-        out, state = model.step(frames[:, t].float() / 255.0, state, background)
+
+    def keep(t, frame, out):
         for key, value in zip(FIELDS[:4], (out.gestalt, out.position, out.visibility, out.priority)):
             kept[key].append(value.float().cpu())
+
+    run_loci(model, items, warmup_calls, device, on_step=keep)
     recorded = {key: torch.stack(values, 1) for key, values in kept.items()}
     recorded["target"] = torch.stack([it["snitch_screen"][1:] for it in items])
     recorded["known"] = torch.stack([it["snitch_known"][1:] for it in items])
