@@ -38,7 +38,7 @@ def draw_overlay(image: np.ndarray, entities: Sequence[Entity],
                  labels: np.ndarray | None = None) -> np.ndarray:
     """Return a new (H, W, 3) uint8 RGB image: `image` with `entities` drawn on it.
 
-    `labels` (H, W) uint8 may be passed when the caller already built it with `tracker.label_image`.
+    `labels` (H, W) uint8 may be passed when the caller has it already (`OnlineTracker.step` returns it).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"overlay needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
