@@ -6,7 +6,7 @@ are compared with the ground truth of frame t + 1 (frames 1 .. T-1). The classic
 the same frames and is scored on the same frames.
 
 Results (printed as Markdown, written as JSON plus a PNG plot):
-* CATER snitch localisation at the last frame (loci-model.md §6.3): top-1, top-5, L1, L2, top-1
+* CATER snitch localisation at the last frame (docs/cater.md): top-1, top-5, L1, L2, top-1
   for the videos whose snitch ends inside a container and for the others, and the per-step L2
   binned by frames since the snitch was contained; besides Loci's read-out, the best of Loci's
   slots in hindsight (the slot nearest the snitch), which tells read-out errors from slot errors;
@@ -533,6 +533,3 @@ def _write(results: dict, out: Path) -> None:
     if results["l2_by_containment"]:
         metrics.plot_binned_l2(results["l2_by_containment"], out / "l2_by_containment.png")
 
-
-# --------------------------------------------------------------------------------------------
-# Command line

@@ -1,6 +1,6 @@
 """Training: the loop behind `loci train` (its command line is train_command.py).
 
-The paper's loop (loci-model.md §5.1): for each batch of clips, a fresh model state, then
+The paper's loop (docs/model.md, Training): for each batch of clips, a fresh model state, then
 `warmup_calls` calls on the first frame (target = that frame, regularisers off), then one call
 per frame (target = the next frame). Every call is one optimiser update (optim.py says which
 optimiser steps when), so `updates` count frames. The schedules (size ramp, background fade-in)

@@ -5,7 +5,7 @@ node publishes. Every message comes out as CDR bytes (loci_ros/cdr.py says why):
 as they are, a bag writer stores them, and `rclpy.serialization.deserialize_message(data, type)` turns
 one into a message object.
 
-Conventions (ros2.md §1.4-1.6): every output carries the input image's header (stamp and optical frame;
+Conventions (docs/ros.md): every output carries the input image's header (stamp and optical frame;
 the frame may be overridden), `Detection2D.id` is the entity id as a string, boxes are in input pixels,
 and the label image holds k+1 for entity k. Markers start with a DELETEALL so entities that disappear do
 not linger in RViz.
