@@ -22,13 +22,13 @@ ENTRY_POINT_GROUP = "loci.commands"
 COMMANDS = {
     "generate": "loci_core.data.commands",
     "data": "loci_core.data.commands",
-    "train": "loci_core.train_command",
-    "eval": "loci_core.eval_command",
-    "curve": "loci_core.learning_curve",
-    "save": "loci_core.save_latents",
-    "playground": "loci_core.playground",
-    "export": "loci_core.export",
-    "readout": "loci_core.readout_training",
+    "train": "loci_core.training.command",
+    "eval": "loci_core.evaluation.command",
+    "curve": "loci_core.evaluation.learning_curve",
+    "save": "loci_core.tools.save_latents",
+    "playground": "loci_core.tools.playground",
+    "export": "loci_core.tools.export",
+    "readout": "loci_core.training.readout",
 }
 
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from loci_core.checkpoint import load_checkpoint, load_model
 from loci_core.cli import main
-from loci_core.optim import parameter_groups
-from loci_core.run_dir import RunDir
+from loci_core.model.checkpoint import load_checkpoint, load_model
+from loci_core.training.optim import parameter_groups
+from loci_core.training.run_dir import RunDir
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import CHECKPOINT_EVERY, REPO, UPDATES, latest_checkpoint, tiny_config
 
