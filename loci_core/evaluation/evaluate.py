@@ -324,7 +324,7 @@ def video_set_id(names: list[str]) -> str:
 
 def default_batch(level: int, device: str) -> int:
     """Videos per batch when the user did not say: level-2 tensors of many videos overflow a CPU's cache,
-    and per frame batch 8 ran 1.5-2.2x slower than batch 1 (paper config, 2 cores; bench/README.md)."""
+    so on a CPU batch 1 runs a level-2 model fastest per frame (bench/README.md)."""
     return 1 if level >= 2 and torch.device(device).type == "cpu" else 8
 
 
