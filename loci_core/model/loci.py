@@ -206,7 +206,7 @@ class Loci(nn.Module):
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
             raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
                                "none found (set CXX, or put g++ or clang++ on PATH)")
-        # kernels called from C++, not Python: 1.05x per step (bench/README.md)
+        # kernels called from C++, not Python: less per-call overhead
         options = {"cpp_wrapper": True}
         # the function, not this model's bound method: a copy of the model must run its own weights
         compiled = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
