@@ -33,9 +33,12 @@ COMMANDS = {
 
 
 def command_modules() -> dict[str, str]:
-    """Every command's module: this library's and those that installed packages declare."""
-    added = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return {**added, **COMMANDS}
+    """Every command's module: this library's, then those that installed packages declare (a declared name
+    that is already a command of this library is ignored)."""
+    commands = dict(COMMANDS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        commands.setdefault(ep.name, ep.value)
+    return commands
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -17,7 +17,8 @@ ROS_COMMANDS = {"bag": "loci_ros.bag_commands", "demo": "loci_ros.demo"}
 def test_ros_commands_come_from_the_entry_point_group():
     declared = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     assert declared == ROS_COMMANDS, "reinstall the package (make setup) after changing setup.py's entry points"
-    assert command_modules() == {**ROS_COMMANDS, **COMMANDS}
+    assert command_modules() == {**COMMANDS, **ROS_COMMANDS}
+    assert list(command_modules())[:len(COMMANDS)] == list(COMMANDS)  # the library's own first in --help
 
 
 def test_loci_core_never_names_loci_ros():
