@@ -119,3 +119,8 @@ def test_eval_counts_carried_frames_near_the_truth_for_the_snitch_entity():
     track[2] = -1                                                       # no entity tracks it in one frame
     _count_carried(counts, item, track, stuck, on_truth)
     assert counts["frames"] == 6 and counts[CARRIED] == 5
+    # the read-out's answer is scored on its own, whichever entity tracks the snitch
+    from loci_core.evaluation.evaluate import READOUT_ANSWER
+    counts = {"frames": 0, CARRIED: 0, "model position": 0}
+    _count_carried(counts, item, track, stuck, on_truth, answer=stuck[:, 0])
+    assert counts[READOUT_ANSWER] == 2 and counts["frames"] == 3

@@ -188,9 +188,14 @@ CARRIED_CELLS = 2
 """the node's bar: a carried snitch's entity is published within this many grid cells (L1) of the truth"""
 
 
-def _count_carried(counts: dict, item: dict, track: np.ndarray, own: np.ndarray, followed: np.ndarray) -> None:
+READOUT_ANSWER = "read-out answer"
+
+
+def _count_carried(counts: dict, item: dict, track: np.ndarray, own: np.ndarray, followed: np.ndarray,
+                   answer: np.ndarray | None = None) -> None:
     """Add one video's carried-snitch frames: is the entity tracking the snitch published within
-    CARRIED_CELLS of the truth, with carrier following and with the model's own positions?"""
+    CARRIED_CELLS of the truth, with carrier following and with the model's own positions? And the snitch
+    read-out's answer (T, 2) screen, which need not follow any one entity, when the model has one."""
     snitch = _snitch_object(item)
     carried = np.flatnonzero(_np(item["object_states"])[1:, snitch] == metrics.CARRIED_STATE)
     if not len(carried):
@@ -198,17 +203,21 @@ def _count_carried(counts: dict, item: dict, track: np.ndarray, own: np.ndarray,
     cameras, truth = _np(item["camera"])[1:][carried], _np(item["snitch_world"])[1:][carried]
     entity = track[carried, snitch]
     counts["frames"] += len(carried)
-    for key, positions in ((CARRIED, followed), ("model position", own)):
-        screen = positions[carried, np.maximum(entity, 0)]
+
+    def near(screen: np.ndarray) -> np.ndarray:
         world = _screen_to_world(screen, cameras)
-        near = metrics.grid_l1(grid_class(world), grid_class(truth), CELL_COLS) <= CARRIED_CELLS
-        counts[key] += int((near & (entity >= 0)).sum())
+        return metrics.grid_l1(grid_class(world), grid_class(truth), CELL_COLS) <= CARRIED_CELLS
+
+    for key, positions in ((CARRIED, followed), ("model position", own)):
+        counts[key] += int((near(positions[carried, np.maximum(entity, 0)]) & (entity >= 0)).sum())
+    if answer is not None:
+        counts[READOUT_ANSWER] = counts.get(READOUT_ANSWER, 0) + int(near(answer[carried]).sum())
 
 
 def _carried_summary(counts: dict) -> dict:
     n = counts["frames"]
-    return {"frames": n, "within_cells": CARRIED_CELLS,
-            **{key: (counts[key] / n if n else None) for key in (CARRIED, "model position")}}
+    keys = [CARRIED, "model position"] + ([READOUT_ANSWER] if READOUT_ANSWER in counts else [])
+    return {"frames": n, "within_cells": CARRIED_CELLS, **{key: (counts[key] / n if n else None) for key in keys}}
 
 
 @dataclass(frozen=True)
@@ -395,7 +404,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", batch: int | Non
             if has_gt:
                 tracks = evaluate_tracks(res.labels, it, res.positions)
                 loci_m.tracks.append(tracks)
-                _count_carried(carried_frames, it, tracks["track"], res.positions, followed)
+                _count_carried(carried_frames, it, tracks["track"], res.positions, followed, res.snitch)
             if baselines:
                 _score_baselines(it, has_gt, tracker, last_m, classic_m)
             bar.update()
@@ -500,6 +509,9 @@ def markdown(results: dict) -> str:
                      f"{_f(carried[CARRIED], 1, 100)} % of them with carrier following, "
                      f"{_f(carried['model position'], 1, 100)} % at the model's own position (the tracker's and the "
                      "node's default).")
+        if carried.get(READOUT_ANSWER) is not None:
+            lines.append(f"The snitch read-out's answer is within {carried['within_cells']} cells in "
+                         f"{_f(carried[READOUT_ANSWER], 1, 100)} % of those frames.")
     for note in results.get("notes", []):
         lines.append(f"\nNote: {note}")
     if results["tracking"]:
