@@ -31,6 +31,7 @@ import yaml
 
 SNITCH_MODES = ("off", "probe", "joint")
 READOUTS = ("slot", "temporal")
+IMPLEMENTATIONS = ("reference", "fast")
 LR_SCHEDULES = ("constant", "cosine")
 ENCODER_INPUTS = 12
 """channels of the encoder's per-slot input image (frame 3, error 1, masks 3, appearance 3, positions 2)"""
@@ -122,6 +123,9 @@ class ModelConfig:
     noise_in_eval: bool = False
     """the original applies binarising/priority/read-out noise and random spawning also in eval;
     we switch them off in eval mode unless this is true"""
+    implementation: str = "fast"
+    """'fast' (the speed layer, model/fast/) or 'reference' (the plain blocks of model/nn/, slower): the
+    same function on the same parameters"""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
@@ -316,6 +320,8 @@ def _validate(cfg: LociConfig) -> LociConfig:
         raise ConfigError(f"model.snitch must be one of {SNITCH_MODES}, got {m.snitch!r}")
     if m.readout not in READOUTS:
         raise ConfigError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
+    if m.implementation not in IMPLEMENTATIONS:
+        raise ConfigError(f"model.implementation must be one of {IMPLEMENTATIONS}, got {m.implementation!r}")
     if m.readout_width < 1:
         raise ConfigError(f"model.readout_width must be positive, got {m.readout_width}")
     for key, value in (("model.num_slots", m.num_slots), ("model.gestalt_size", m.gestalt_size),

@@ -9,19 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from loci_core.config import load_config, resolution_at
+from loci_core.model.fast.blocks import GroupedInput
+from loci_core.model.fast.encoder import FRAME_INPUTS, SLOT_INPUTS, encode
 from loci_core.model.loci import Loci, error_map
 from loci_core.model.nn.blocks import (
     AggressiveConvTo1x1,
     AggressiveDownConv,
     AggressiveUpConv,
-    GroupedInput,
     LinearResidual,
     ResidualBlock,
     Scale,
     channel_skip,
 )
 from loci_core.model.nn.decoder import Decoder
-from loci_core.model.nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
+from loci_core.model.nn.encoder import Encoder
 from loci_core.model.nn.gaussian import gaussian_maps, others, prioritize
 from loci_core.model.schedules import Ramps, ramps_at
 
@@ -113,7 +114,7 @@ def test_encoder_takes_the_frame_channels_once_per_frame(tiny_cfg, level, level1
     grouped = GroupedInput(full[:, :, list(SLOT_INPUTS)].flatten(0, 1), full[:, 0, list(FRAME_INPUTS)],
                            SLOT_INPUTS, FRAME_INPUTS)
     assert torch.equal(grouped.full(), full.flatten(0, 1))
-    for a, b_ in zip(encoder(grouped, level), encoder(full.flatten(0, 1), level)):
+    for a, b_ in zip(encode(encoder, grouped, level, 1.0), encoder(full.flatten(0, 1), level)):
         assert torch.allclose(a, b_, atol=1e-5)
 
 

@@ -3,8 +3,10 @@
     out, state = model.step(frame, state, background)
 
 takes frame X_t and returns the prediction of X_{t+1} with every slot's state. Read `step` top to
-bottom; its steps 2-8, from the error map to the composite, are `_advance` (which `compile_inference`
-compiles). Shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
+bottom; its steps 2-8, from the error map to the composite, are `_advance`. That is the reference
+implementation, in the plain blocks of `nn/`; `model.implementation: fast` (the default) runs the same
+function through the speed layer, `fast/` (rewritten blocks, derived-weight caches, the cells layout and
+`compile_inference`). Shapes use B = batch, O = slots, G = gestalt size, (H, W) = frame size at the current
 level, (h, w) = latent grid, N = B*O slot-instances (all slot-wise networks share weights and run
 on N rows at once).
 
@@ -27,19 +29,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig, resolution_at
+from ..config import IMPLEMENTATIONS, ModelConfig, resolution_at
+from .advance import Advanced, AdvanceInputs, error_map
+from .fast import advance as fast_advance
+from .fast import decoder as fast_decoder
 from .nn.background import BackgroundMask
-from .nn.blocks import GroupedInput, cells_to_image, image_to_cells, pixels_last
 from .nn.decoder import Decoder
-from .nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
+from .nn.encoder import Encoder
 from .nn.gaussian import gaussian_maps, others, prioritize
 from .nn.predictor import Predictor
 from .nn.slot_init import SlotInitialiser
@@ -96,20 +98,6 @@ class StepOutput:
         return torch.sigmoid(self.appearance_logits + self.colour_bias)
 
 
-def error_map(frame: torch.Tensor, prediction: torch.Tensor | None, background: torch.Tensor) -> torch.Tensor:
-    """Where the last prediction was wrong, weighted by where the frame differs from the background:
-    E = sqrt(RMS_c(frame - prediction)) * RMS_c(frame - background); RMS_c(frame - background) on a
-    sequence's first call. (B, 3, H, W) -> (B, 1, H, W)."""
-    to_background = (frame - background).square().mean(1, keepdim=True).sqrt()
-    if prediction is None:
-        return to_background
-    return (frame - prediction).square().mean(1, keepdim=True).sqrt().sqrt() * to_background
-
-
-# compiled graphs of `Loci._advance` one process may hold: two per model shape, batch size and level
-GRAPHS_PER_PROCESS = 64
-
-
 class Loci(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -153,6 +141,19 @@ class Loci(nn.Module):
     def gestalt_size(self) -> int:
         return self.cfg.gestalt_size
 
+    @property
+    def implementation(self) -> str:
+        """'fast' or 'reference' (model.implementation): the same function on the same parameters."""
+        return self.cfg.implementation
+
+    @implementation.setter
+    def implementation(self, implementation: str) -> None:
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        if implementation != "fast" and self._compiled_advance is not None:
+            raise ValueError("this model runs compiled (compile_inference), which is part of the fast implementation")
+        self.cfg.implementation = implementation
+
     # ------------------------------------------------------------------ state
     def initial_state(self, batch_size: int, device=None) -> LociState:
         """A fresh state for `batch_size` new sequences: no slot active, nothing predicted yet."""
@@ -170,10 +171,14 @@ class Loci(nn.Module):
     def decode_slots(self, position, gestalt, priority=None):
         """position (B, O, 3), gestalt (B, O, G)[, priority (B, O)] -> mask logits (B, O, H, W),
         RGB logits (B, O, 3, H, W) at the current level. Slot colour = sigmoid(logit + colour_bias)."""
+        if self.implementation == "fast":
+            return fast_decoder.decode(self.decoder, position, gestalt, priority, self._level)
         return self.decoder(position, gestalt, priority, self._level)
 
     def _appearance(self, position, gestalt):
         """Un-occluded RGB logits: (B, O, 3) / (B, O, G) -> (B, O, 3, H, W)."""
+        if self.implementation == "fast":
+            return fast_decoder.appearance(self.decoder, position, gestalt, self._level)
         b, o = position.shape[:2]
         return self.decoder.rgb(self.decoder.features(position, gestalt), self._level).unflatten(0, (b, o))
 
@@ -192,8 +197,9 @@ class Loci(nn.Module):
 
     # ------------------------------------------------------------------ the step
     def compile_inference(self, batch_size: int | Sequence[int] | None = None) -> None:
-        """Compile steps 2-8 of `step` (`_advance`: error map to composite) with TorchInductor for steps without
-        gradients or noise (tracking, evaluation); training, noisy steps and a sequence's first call stay eager.
+        """Compile steps 2-8 of `step` (the fast `_advance`: error map to composite) with TorchInductor for steps
+        without gradients or noise (tracking, evaluation); training, noisy steps and a sequence's first call stay
+        eager. Part of the fast implementation (model.implementation: fast).
 
         Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
         first needed (about a minute on a CPU the first time, seconds once TorchInductor's on-disk cache
@@ -201,18 +207,10 @@ class Loci(nn.Module):
         runs. Parameters stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on
         the CPU. Outputs agree with the eager step to float rounding; tracked over hundreds of frames, the two
         drift apart as any two summation orders do. bench/README.md has the speed-up on a CPU."""
-        on_cpu = self.slot_init.size.device.type == "cpu"
-        compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
-        if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
-            raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
-                               "none found (set CXX, or put g++ or clang++ on PATH)")
-        # kernels called from C++, not Python: less per-call overhead
-        options = {"cpp_wrapper": True}
-        # the function, not this model's bound method: a copy of the model must run its own weights
-        compiled = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
-        # every model, batch size and level adds two graphs of this one function, and with fullgraph=True
-        # dynamo's default limit of 8 per function is a hard error at the ninth; raised for these calls only
-        self._compiled_advance = torch._dynamo.config.patch(recompile_limit=GRAPHS_PER_PROCESS)(compiled)
+        if self.implementation != "fast":
+            raise ValueError("compile_inference compiles the fast implementation; this model is set to "
+                             f"{self.implementation!r} (model.implementation)")
+        self._compiled_advance = fast_advance.compile_advance(self.slot_init.size.device.type == "cpu")
         sizes = [] if batch_size is None else [batch_size] if isinstance(batch_size, int) else batch_size
         for size in dict.fromkeys(sizes):
             self._compile_now(size)
@@ -252,28 +250,26 @@ class Loci(nn.Module):
         background_logit = self.background_mask((h, w)).expand(b, 1, h, w)  # (B, 1, H, W)
         background_shown = background * ramps.background  # (1|B, 3, H, W)
 
-        # 2-8. error map, re-spawn, encoder, predictor, decoder and composite (`_advance`; compiled by
-        #      `compile_inference`)
+        # 2-8. error map, re-spawn, encoder, predictor, decoder and composite (`_advance`, or its fast form)
         active = state.activity > cfg.slots.activity_threshold  # (B, O)
-        respawn = state.appearance is None or noisy or not bool(active.all())  # else every slot carries on
-        advance, prediction, masks, appearance = self._advance, state.prediction, state.masks, state.appearance
-        if compiled_ok and masks is not None:
-            advance = functools.partial(self._compiled_advance, self)
-            # fixed strides (each new layout of an input would compile another graph): the prediction as the
-            # graphs give it; the appearance contiguous, although the graphs give it pixels-last: the re-spawn
-            # graph's choice between carried and decoded appearance is a scalar loop, far slower on a pixels-last
-            # input than the copy costs
-            prediction, masks, appearance = pixels_last(prediction), masks.contiguous(), appearance.contiguous()
-            if background is frame:  # a stream's first frame as its background: graphs are for two distinct tensors
-                background = background.clone()
-        new = advance(frame, prediction, background, masks, state.position, state.gestalt, state.priority, active,
-                      appearance, state.hidden, state.traces, background_logit, background_shown,
-                      ramps.std_scale, noisy, generator, respawn)
-        new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
-        new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
+        inputs = AdvanceInputs(
+            frame=frame, prediction=state.prediction, background=background, masks=state.masks,
+            position=state.position, gestalt=state.gestalt, priority=state.priority, active=active,
+            appearance=state.appearance, hidden=state.hidden, traces=state.traces,
+            background_logit=background_logit, background_shown=background_shown, std_scale=ramps.std_scale,
+            noisy=noisy, generator=generator,
+            respawn=state.appearance is None or noisy or not bool(active.all()))  # else every slot carries on
+        if self.implementation == "reference":
+            new = self._advance(inputs)
+        elif compiled_ok and state.masks is not None:
+            new = self._compiled_advance(self, fast_advance.compiled_inputs(inputs))
+        else:
+            new = fast_advance.advance(self, inputs)
+        new_position, new_gestalt, new_priority = new.position, new.gestalt, new.priority
+        new_masks, appearance, prediction = new.masks, new.appearance, new.prediction
 
         # 9. activity and the object-permanence memory (what/where while visible)
-        visibility = new["visibility"]  # (B, O)
+        visibility = new.visibility  # (B, O)
         activity = torch.maximum(state.activity, visibility)
         v = visibility.unsqueeze(-1)
         if state.memory_gestalt is None:
@@ -288,7 +284,7 @@ class Loci(nn.Module):
                 memory_appearance = self._appearance(memory_position, memory_gestalt)
 
         # 10. the temporal snitch read-out, over the new slot states and its own memory
-        snitch, snitch_weights, snitch_scores, readout_hidden = new["snitch"], new["snitch_weights"], None, None
+        snitch, snitch_weights, snitch_scores, readout_hidden = new.snitch, new.snitch_weights, None, None
         if self.temporal_readout is not None:
             inputs = (new_gestalt, new_position, visibility, new_priority)
             if cfg.snitch == "probe":  # the read-out learns, the model does not hear it
@@ -305,19 +301,19 @@ class Loci(nn.Module):
             prediction=prediction, masks=new_masks,
             position=new_position, gestalt=new_gestalt, priority=new_priority, visibility=visibility,
             snitch=snitch, snitch_weights=snitch_weights, snitch_scores=snitch_scores,
-            encoded_position=new["encoded_position"],
+            encoded_position=new.encoded_position,
             appearance_logits=appearance,
-            prev_appearance_logits=new["prev_appearance"], memory_appearance_logits=memory_appearance,
-            prev_position=new["prev_position"].detach(), activity=activity, error=new["error"],
-            background=background_shown, gate_openings=new["openings"],
+            prev_appearance_logits=new.prev_appearance, memory_appearance_logits=memory_appearance,
+            prev_position=new.prev_position.detach(), activity=activity, error=new.error,
+            background=background_shown, gate_openings=new.openings,
             colour_bias=cfg.colour_bias)
 
         keep_graph = cfg.predictor.exact_bptt  # checking mode: hidden states keep their history
         new_state = LociState(
             position=new_position.detach(), gestalt=new_gestalt.detach(), priority=new_priority.detach(),
             activity=activity,
-            hidden=[hh if keep_graph else hh.detach() for hh in new["hidden"]],
-            traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in new["traces"]],
+            hidden=[hh if keep_graph else hh.detach() for hh in new.hidden],
+            traces=[None if t is None else (t[0].detach(), t[1].detach()) for t in new.traces],
             prediction=prediction.detach(), masks=new_masks.detach(), appearance=appearance.detach(),
             memory_position=memory_position, memory_gestalt=memory_gestalt, calls=state.calls + 1,
             readout_hidden=None if readout_hidden is None else readout_hidden.detach())
@@ -340,82 +336,72 @@ class Loci(nn.Module):
         decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
-    def _advance(self, frame, prediction, background, masks, position, gestalt, priority, active, appearance,
-                 hidden, traces, background_logit, background_shown, std_scale: float, noisy: bool, generator,
-                 respawn: bool) -> dict:
-        """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame. Its shapes
-        are fixed by the batch size, so it compiles to one graph per value of `respawn` (`compile_inference`)."""
+    def _advance(self, x: AdvanceInputs) -> Advanced:
+        """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame (the
+        reference implementation; fast/advance.py computes the same faster)."""
         cfg, level = self.cfg, self._level
-        b, o = frame.shape[0], self.num_slots
+        b, o = x.frame.shape[0], self.num_slots
         h, w = self.resolution
 
         # 2. error map of the new frame against the carried prediction (detached input)
         with torch.no_grad():
-            error = error_map(frame, prediction, background)  # (B, 1, H, W)
+            error = error_map(x.frame, x.prediction, x.background)  # (B, 1, H, W)
 
         # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its un-occluded
         #    appearance (RGB logits of the current state: carried for active slots, decoded for fresh ones)
-        if respawn:
+        position, gestalt, priority, appearance = x.position, x.gestalt, x.priority, x.appearance
+        if x.respawn:
             position, gestalt, priority, appearance = self._respawn(
-                position, gestalt, priority, active, appearance, error, noisy, generator)
-        prev_appearance = appearance
-        # position (B, O, 3), gestalt (B, O, G), priority (B, O), prev_appearance (B, O, 3, H, W)
+                position, gestalt, priority, x.active, appearance, error, x.noisy, x.generator)
+        # position (B, O, 3), gestalt (B, O, G), priority (B, O), appearance (B, O, 3, H, W)
 
         # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
+        masks = x.masks
         if masks is None:
             slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
-            masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
+            masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), x.background_logit], 1), 1)
         masks = masks.detach()  # (B, O+1, H, W)
 
-        # 5. encoder: a 12-channel image per slot -> estimates for the current frame; the 7 channels that
-        #    differ per slot and the 5 every slot of a frame shares are passed apart (channels-last, which
-        #    the convolutions run fastest on), so the first convolution runs the shared ones once per frame
+        # 5. encoder: a 12-channel image per slot (nn/encoder.py) -> estimates for the current frame
         slot_masks = masks[:, :o]  # (B, O, H, W)
         where = gaussian_maps(position.detach(), (h, w))  # (B, O, H, W)
         where_others = others(prioritize(where, priority.detach()))  # (B, O, H, W)
-        per_slot = torch.cat([
-            slot_masks.unsqueeze(-1),
-            others(slot_masks).unsqueeze(-1),
-            prev_appearance.permute(0, 1, 3, 4, 2),
-            where.unsqueeze(-1),
-            where_others.unsqueeze(-1),
-        ], dim=-1)  # (B, O, H, W, 7): channels 4, 5, 7-9, 10, 11
-        per_frame = torch.cat([frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
-        encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
-                                     per_frame.contiguous(memory_format=torch.channels_last),
-                                     SLOT_INPUTS, FRAME_INPUTS)
+
+        def per_slot(image):  # (B, C, H, W), the same for every slot of a frame -> (B, O, C, H, W)
+            return image.unsqueeze(1).expand(-1, o, -1, -1, -1)
+
+        encoder_input = torch.cat([
+            per_slot(x.frame), per_slot(error),  # 0-2, 3
+            slot_masks.unsqueeze(2), others(slot_masks).unsqueeze(2), per_slot(masks[:, o:]),  # 4, 5, 6
+            appearance,  # 7-9
+            where.unsqueeze(2), where_others.unsqueeze(2),  # 10, 11
+        ], dim=2).flatten(0, 1)  # (N, 12, H, W)
         enc_position, enc_gestalt, enc_priority = self.encoder(
-            encoder_input, level, std_scale)  # (N, 3), (N, G), (N,)
+            encoder_input, level, x.std_scale)  # (N, 3), (N, G), (N,)
 
         # 6. predictor: attention across slots + GateL0RD per slot -> next-step slot states
         pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
-                              hidden, traces, noisy, generator)
+                              x.hidden, x.traces, x.noisy, x.generator)
         new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
         # (B, O, 3), (B, O, G), (B, O)
 
-        # 7. decoder, trunk run once for both decodes: occlusion-ordered (for the composite) and
-        #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
-        maps = self.decoder.place(new_position)  # (B, O, h, w)
-        both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
-        features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
-        cells = (h // 4, w // 4)  # the heads compute by 4x4 cells (blocks.cells_to_image), so does the composite
-        mask_logits = self.decoder.mask_cells(features[:b * o], level).view(b, o, *cells, 16)
-        rgb_logits, appearance = self.decoder.rgb_cells(features, level).view(2, b, o, *cells, 3, 16)
-        # (B, O, h4, w4, 3, 16) each
+        # 7. decoder: occlusion-ordered (for the composite) and un-occluded (the slots' own appearance:
+        #    output, losses, next call's encoder input)
+        occluded = self.decoder.features(new_position, new_gestalt, new_priority)  # (N, C, h, w)
+        mask_logits = self.decoder.masks(occluded, level).view(b, o, h, w)
+        rgb_logits = self.decoder.rgb(occluded, level).view(b, o, 3, h, w)
+        new_appearance = self._appearance(new_position, new_gestalt)  # (B, O, 3, H, W)
 
         # 8. composition: softmax masks over slots + background, colours, predicted next frame
-        new_masks = torch.softmax(torch.cat([mask_logits, image_to_cells(background_logit)[..., 0, :]
-                                             .unsqueeze(1)], 1), 1)  # (B, O+1, h4, w4, 16)
-        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, h4, w4, 3, 16)
-        prediction = (new_masks[:, :o].unsqueeze(-2) * colours).sum(1) \
-            + new_masks[:, o].unsqueeze(-2) * image_to_cells(background_shown)  # (B, h4, w4, 3, 16)
-        visibility = new_masks[:, :o].detach().amax((2, 3, 4))  # (B, O): each slot's largest mask value
-        new_masks = cells_to_image(new_masks.unsqueeze(-2)).squeeze(-3)  # (B, O+1, H, W)
-        prediction, appearance = cells_to_image(prediction), cells_to_image(appearance)  # (B, 3, H, W), (B, O, 3, H, W)
+        new_masks = torch.softmax(torch.cat([mask_logits, x.background_logit], 1), 1)  # (B, O+1, H, W)
+        colours = torch.sigmoid(rgb_logits + cfg.colour_bias)  # (B, O, 3, H, W)
+        prediction = (new_masks[:, :o].unsqueeze(2) * colours).sum(1) \
+            + new_masks[:, o:] * x.background_shown  # (B, 3, H, W)
+        visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O): each slot's largest mask value
 
-        return dict(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
-                    visibility=visibility, error=error, prediction=prediction, appearance=appearance,
-                    prev_appearance=prev_appearance, prev_position=position,
-                    encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"],
-                    snitch_weights=pred["snitch_weights"], openings=pred["openings"],
-                    hidden=pred["hidden"], traces=pred["traces"])
+        return Advanced(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
+                        visibility=visibility, error=error, prediction=prediction, appearance=new_appearance,
+                        prev_appearance=appearance, prev_position=position,
+                        encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"],
+                        snitch_weights=pred["snitch_weights"], openings=pred["openings"],
+                        hidden=pred["hidden"], traces=pred["traces"])

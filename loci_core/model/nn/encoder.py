@@ -17,13 +17,7 @@ import torch
 from torch import nn
 
 from ...config import ENCODER_INPUTS, ModelConfig
-from .blocks import AggressiveConvTo1x1, AggressiveDownConv, GroupedInput, ResidualBlock, channel_skip
-
-# The input channels that differ between a frame's slots, and those they all share (the frame, its error
-# map and the background mask): the model passes them apart, and the first convolution runs the shared
-# ones once per frame.
-SLOT_INPUTS = (4, 5, 7, 8, 9, 10, 11)
-FRAME_INPUTS = (0, 1, 2, 3, 6)
+from .blocks import AggressiveConvTo1x1, AggressiveDownConv, ResidualBlock, channel_skip
 
 
 def _axis(n: int, device) -> torch.Tensor:
@@ -50,20 +44,18 @@ class Encoder(nn.Module):
         self.position_head = nn.Sequential(*[ResidualBlock(c, c) for _ in range(e.num_layers)],
                                            ResidualBlock(c, 3))
 
-    def forward(self, x: torch.Tensor | GroupedInput, level: int, std_scale: float = 1.0):
-        """x (N, 12, H, W), or those channels as a GroupedInput (SLOT_INPUTS / FRAME_INPUTS)
-        -> position (N, 3) = (p_row, p_col, s), gestalt (N, G), priority (N,)."""
+    def forward(self, x: torch.Tensor, level: int, std_scale: float = 1.0):
+        """x (N, 12, H, W) -> position (N, 3) = (p_row, p_col, s), gestalt (N, G), priority (N,)."""
         if level == 2:
             f = self.level1(self.level2(x))  # (N, C1, H/4, W/4) -> (N, C, h, w)
-        elif self.level1_channels % ENCODER_INPUTS == 0:
-            # level 1 duplicates each input channel; fold that into the first convolution instead
-            f = self.level1(x, fold_input=self.level1_channels // ENCODER_INPUTS)
         else:
-            f = self.level1(channel_skip(x.full() if isinstance(x, GroupedInput) else x, self.level1_channels))
+            f = self.level1(channel_skip(x, self.level1_channels))  # level 1 duplicates each input channel
         f = self.trunk(f)  # (N, C, h, w)
+        return self.estimates(self.gestalt_head(f).flatten(1), self.position_head(f), std_scale)
 
-        gestalt = self.gestalt_head(f).flatten(1)  # (N, G), unbounded
-        maps = self.position_head(f)  # (N, 3, h, w)
+    def estimates(self, gestalt: torch.Tensor, maps: torch.Tensor, std_scale: float):
+        """The heads' outputs, gestalt (N, G) (unbounded) and maps (N, 3, h, w) -> position (N, 3), gestalt,
+        priority (N,): size from map 0, location by a spatial soft-argmax of map 1, priority from map 2."""
         n, _, h, w = maps.shape
         size = torch.sigmoid(maps[:, 0] + self.std_bias).mean((1, 2)) * std_scale  # (N,)
         attention = torch.softmax(maps[:, 1].flatten(1), dim=1).view(n, h, w)  # spatial soft-argmax

@@ -33,8 +33,6 @@ import math
 import torch
 from torch import nn
 
-from .derived import derived
-
 
 def _stack_input(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """z = [x, h, 1]: (N, I + H + 1)."""
@@ -126,33 +124,16 @@ class GateL0RDCell(nn.Module):
         shape = (n, self.hidden, self.num_inputs + self.hidden + 1)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
-    def _stacked_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The gate and candidate rows stacked, and the two output layers stacked, each over [x, h]:
-        (2H, I + H), (2H,), (2O, I + H), (2O,)."""
-        gates = torch.cat([torch.cat([self.w_gx, self.w_gh], 1), torch.cat([self.w_rx, self.w_rh], 1)])
-        outputs = torch.cat([torch.cat([self.w_ox, self.w_oh], 1), torch.cat([self.w_px, self.w_ph], 1)])
-        return gates, torch.cat([self.b_g, self.b_r]), outputs, torch.cat([self.b_o, self.b_p])
-
-    def _step_without_gradient(self, x: torch.Tensor, h: torch.Tensor):
-        """The cell's forward pass in two matrix products, for calls that record no gradient."""
-        gates, gate_bias, outputs, output_bias = derived(
-            self, "stacked", self._stacked_weights, *(p for _, p in self.named_parameters()))
-        g, r = torch.addmm(gate_bias, torch.cat([x, h], 1), gates.t()).split(self.hidden, 1)
-        g, r = torch.relu(torch.tanh(g)), torch.tanh(r)
-        h_new = g * r + (1 - g) * h
-        o, p = torch.addmm(output_bias, torch.cat([x, h_new], 1), outputs.t()).split(self.num_outputs, 1)
-        return torch.sigmoid(o) * torch.tanh(p), h_new, None, (g > 0).float().mean()
-
     def forward(self, x: torch.Tensor, h: torch.Tensor, traces: tuple | None):
         """x (N, I), h (N, H), traces (E_g, E_r) or None -> y (N, O), h' (N, H), traces', openings.
 
         Traces are updated only when gradients are being recorded (training); otherwise None."""
-        if not torch.is_grad_enabled():
-            return self._step_without_gradient(x, h)
         w_g, w_r = self.gate_weights()
-        if self.exact_bptt:
+        if self.exact_bptt or not torch.is_grad_enabled():
             z = _stack_input(x, h)
-            g = _GatePenalty.apply(torch.relu(torch.tanh(z @ w_g.t())), self.reg_lambda)
+            g = torch.relu(torch.tanh(z @ w_g.t()))
+            if torch.is_grad_enabled():
+                g = _GatePenalty.apply(g, self.reg_lambda)
             r = torch.tanh(z @ w_r.t())
             h_new = g * r + (1 - g) * h
             traces = None

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ...config import ModelConfig
-from .derived import derived
+from ..fast.cache import derived
 from .gaussian import gaussian_factors
 
 
