@@ -8,7 +8,9 @@ Each measurement runs in a fresh subprocess so its peak memory (max RSS on the C
 CUDA) is its own. Inference runs at batch 1 (one stream, as the tracker node runs it) and at batch 16 (as
 `loci eval` runs it), in inference mode, in 10 blocks of 10 steps (5 of 3 at B=16); both report ms per frame
 as the median block (and frames/s from it). Both again with `Loci.compile_inference` (TorchInductor; the time
-its first steps took, compiling included, is reported; `--no-compile` skips these runs). FLOPs per frame are
+its first steps took, compiling included, is reported; `--no-compile` skips these runs). Inference at B=1 and
+training at B=8 again with `model.implementation: reference` (the model without its speed layer, model/fast/;
+`--no-reference` skips these runs), and the speed layer's gain over it in a second table. FLOPs per frame are
 counted with torch.utils.flop_counter (convolutions and matrix products; element-wise work is not counted),
 and the achieved FLOP/s of the best block is compared with this machine's fp32 peak (the better of a large
 matmul and a large 3x3 convolution), probed again right before each block and taken as the best of those
@@ -93,12 +95,15 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
     device = torch.device(device_name)
     cfg = load_config(CONFIGS[config])
     cfg.model.level = level
+    kind, reference = kind.removesuffix("-reference"), kind.endswith("-reference")
+    if reference:  # the plain blocks of model/nn/, without the speed layer
+        cfg.model.implementation = "reference"
     torch.manual_seed(0)
     model = Loci(cfg.model).to(device)
     h, w = model.resolution
     frames = torch.rand(repeats + 4, batch, 3, h, w, device=device)
     background = torch.rand(1, 3, h, w, device=device)
-    result = dict(config=config, level=level, kind=kind, batch=batch, resolution=f"{w}x{h}",
+    result = dict(config=config, level=level, kind=kind + "-reference" * reference, batch=batch, resolution=f"{w}x{h}",
                   params=sum(p.numel() for p in model.parameters()))
 
     if kind in ("infer", "infer-compiled"):
@@ -176,6 +181,10 @@ def _plan(args) -> list[tuple]:
                 heavy = config == "cater" and (level == 2 or batch == 16)
                 if args.full or not heavy:
                     plan.append((config, level, "train", batch))
+            if not args.no_reference:  # the reference implementation: what the speed layer gains
+                plan.append((config, level, "infer-reference", 1))
+                if args.full or not (config == "cater" and level == 2):
+                    plan.append((config, level, "train-reference", 8))
     return plan
 
 
@@ -187,12 +196,34 @@ def _fmt(value, spec):
     return format(value, spec) if value is not None else "–"
 
 
+def _print_speed_layer_gain(rows) -> None:
+    """The fast implementation (the default) against the reference one, where both were measured."""
+    pairs = []
+    for r in rows:
+        if r["kind"].endswith("-reference"):
+            fast = next((f for f in rows if (f["config"], f["level"], f["batch"], f["kind"] + "-reference")
+                         == (r["config"], r["level"], r["batch"], r["kind"])), None)
+            if fast is not None:
+                pairs.append((fast, r))
+    if not pairs:
+        return
+    print("\n| config | level | measurement | reference ms | fast ms | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for fast, ref in pairs:
+        key = "ms_per_frame" if "ms_per_frame" in fast else "ms_per_update"
+        what = f"{'inference ms/frame' if key == 'ms_per_frame' else 'train ms/update'} B={fast['batch']}"
+        print(f"| {fast['config']} | {fast['level']} | {what} | {ref[key]:.1f} | {fast[key]:.1f} "
+              f"| {ref[key] / fast[key]:.2f}x |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--full", action="store_true", help="also the slow paper-config training runs")
     parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile_inference runs")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the runs of the reference implementation (model.implementation: reference)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/model_speed.json")
@@ -263,6 +294,7 @@ def main(argv=None) -> int:
                       for r in rows if "local_peak_flops" in r) + " GFLOP/s)")
     print("peak memory: inference B=1 / B=16 / train B=8 / train B=16 "
           "(max RSS of each measurement's process on the CPU)")
+    _print_speed_layer_gain(rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(device=args.device, threads=torch.get_num_threads(),
                                          peak_flops=peaks, rows=rows), indent=2))

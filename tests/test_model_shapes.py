@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from loci_core.config import load_config, resolution_at
-from loci_core.model.fast.blocks import GroupedInput
+from loci_core.model.fast import decoder as fast_decoder
+from loci_core.model.fast.blocks import GroupedInput, down_conv, up_cells
 from loci_core.model.fast.encoder import FRAME_INPUTS, SLOT_INPUTS, encode
+from loci_core.model.fast.layout import cells_to_image
 from loci_core.model.loci import Loci, error_map
 from loci_core.model.nn.blocks import (
     AggressiveConvTo1x1,
@@ -52,17 +54,18 @@ def test_blocks(n):
     assert LinearResidual(10, 5)(torch.randn(n, 7, 10)).shape == (n, 7, 5)
 
 
-def test_up_conv_equals_the_transposed_convolution_it_stores():
+def test_sub_pixel_up_conv_equals_the_transposed_convolution_it_stores():
     block = AggressiveUpConv(6, 3, 0.7)
     x = torch.randn(2, 6, 15, 20)
     reference = 0.7 * block.up(F.relu(block.conv(F.relu(x)))) + F.interpolate(channel_skip(x, 3), scale_factor=4)
     assert torch.allclose(block(x), reference, atol=1e-5)
+    assert torch.allclose(cells_to_image(up_cells(block, x)), reference, atol=1e-5)
 
 
 def test_folded_down_conv_equals_the_duplicated_input():
     block = AggressiveDownConv(24, 48, 0.5)
     x = torch.randn(2, 12, 60, 80)
-    assert torch.allclose(block(x, fold_input=2), block(channel_skip(x, 24)), atol=1e-5)
+    assert torch.allclose(down_conv(block, x, fold_input=2), block(channel_skip(x, 24)), atol=1e-5)
 
 
 def test_gaussian_maps_and_prioritize():
@@ -295,4 +298,4 @@ def test_decoder_trunk_equals_the_trunk_on_maps_times_gestalt(tiny_cfg):
     decoder = Decoder(tiny_cfg.model)
     maps, gestalt = torch.rand(2, 3, 15, 20), torch.randn(2, 3, tiny_cfg.model.gestalt_size)
     merged = (maps.unsqueeze(2) * gestalt[..., None, None]).flatten(0, 1)  # (N, G, h, w)
-    assert torch.allclose(decoder.features_of_maps(maps, gestalt), decoder.trunk(merged), atol=1e-5)
+    assert torch.allclose(fast_decoder.features_of_maps(decoder, maps, gestalt), decoder.trunk(merged), atol=1e-5)
