@@ -84,3 +84,9 @@ class Advanced:
     """() fraction of open GateL0RD gates"""
     hidden: list
     traces: list
+
+    @classmethod
+    def of(cls, predicted: dict, **rest) -> Advanced:
+        """The predictor's outputs (its dict) with the rest of the fields."""
+        keys = ("position", "gestalt", "priority", "snitch", "snitch_weights", "openings", "hidden", "traces")
+        return cls(**{k: predicted[k] for k in keys}, **rest)

@@ -336,6 +336,18 @@ class Loci(nn.Module):
         decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
+    def _start(self, x: AdvanceInputs):
+        """Steps 2-3 of `step` (both implementations): the error map of the new frame against the carried
+        prediction (detached input), and every slot that has not yet been clearly visible in this sequence
+        (re-)spawned, with its un-occluded appearance (RGB logits of the current state: carried for active
+        slots, decoded for fresh ones) -> error, position, gestalt, priority, appearance."""
+        with torch.no_grad():
+            error = error_map(x.frame, x.prediction, x.background)  # (B, 1, H, W)
+        if not x.respawn:
+            return error, x.position, x.gestalt, x.priority, x.appearance
+        return error, *self._respawn(x.position, x.gestalt, x.priority, x.active, x.appearance, error, x.noisy,
+                                     x.generator)
+
     def _advance(self, x: AdvanceInputs) -> Advanced:
         """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame (the
         reference implementation; fast/advance.py computes the same faster)."""
@@ -343,17 +355,9 @@ class Loci(nn.Module):
         b, o = x.frame.shape[0], self.num_slots
         h, w = self.resolution
 
-        # 2. error map of the new frame against the carried prediction (detached input)
-        with torch.no_grad():
-            error = error_map(x.frame, x.prediction, x.background)  # (B, 1, H, W)
-
-        # 3. (re-)spawn every slot that has not yet been clearly visible in this sequence, with its un-occluded
-        #    appearance (RGB logits of the current state: carried for active slots, decoded for fresh ones)
-        position, gestalt, priority, appearance = x.position, x.gestalt, x.priority, x.appearance
-        if x.respawn:
-            position, gestalt, priority, appearance = self._respawn(
-                position, gestalt, priority, x.active, appearance, error, x.noisy, x.generator)
-        # position (B, O, 3), gestalt (B, O, G), priority (B, O), appearance (B, O, 3, H, W)
+        # 2-3. error map, (re-)spawn: error (B, 1, H, W), position (B, O, 3), gestalt (B, O, G), priority (B, O),
+        #      appearance (B, O, 3, H, W)
+        error, position, gestalt, priority, appearance = self._start(x)
 
         # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
         masks = x.masks
@@ -399,9 +403,6 @@ class Loci(nn.Module):
             + new_masks[:, o:] * x.background_shown  # (B, 3, H, W)
         visibility = new_masks[:, :o].detach().amax((2, 3))  # (B, O): each slot's largest mask value
 
-        return Advanced(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
-                        visibility=visibility, error=error, prediction=prediction, appearance=new_appearance,
-                        prev_appearance=appearance, prev_position=position,
-                        encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"],
-                        snitch_weights=pred["snitch_weights"], openings=pred["openings"],
-                        hidden=pred["hidden"], traces=pred["traces"])
+        return Advanced.of(pred, masks=new_masks, visibility=visibility, error=error, prediction=prediction,
+                           appearance=new_appearance, prev_appearance=appearance, prev_position=position,
+                           encoded_position=enc_position.view(b, o, 3))

@@ -9,7 +9,7 @@ import shutil
 
 import torch
 
-from ..advance import Advanced, AdvanceInputs, error_map
+from ..advance import Advanced, AdvanceInputs
 from ..nn.gaussian import gaussian_maps, others, prioritize
 from . import decoder as fast_decoder
 from . import gatel0rd
@@ -28,13 +28,7 @@ def advance(model, x: AdvanceInputs) -> Advanced:
     h, w = model.resolution
     decoder = model.decoder
 
-    with torch.no_grad():
-        error = error_map(x.frame, x.prediction, x.background)  # (B, 1, H, W)
-    position, gestalt, priority, appearance = x.position, x.gestalt, x.priority, x.appearance
-    if x.respawn:
-        position, gestalt, priority, appearance = model._respawn(
-            position, gestalt, priority, x.active, appearance, error, x.noisy, x.generator)
-    prev_appearance = appearance
+    error, position, gestalt, priority, prev_appearance = model._start(x)
 
     masks = x.masks
     if masks is None:
@@ -81,12 +75,9 @@ def advance(model, x: AdvanceInputs) -> Advanced:
     new_masks = cells_to_image(new_masks.unsqueeze(-2)).squeeze(-3)  # (B, O+1, H, W)
     prediction, appearance = cells_to_image(prediction), cells_to_image(appearance)
 
-    return Advanced(position=new_position, gestalt=new_gestalt, priority=new_priority, masks=new_masks,
-                    visibility=visibility, error=error, prediction=prediction, appearance=appearance,
-                    prev_appearance=prev_appearance, prev_position=position,
-                    encoded_position=enc_position.view(b, o, 3), snitch=pred["snitch"],
-                    snitch_weights=pred["snitch_weights"], openings=pred["openings"],
-                    hidden=pred["hidden"], traces=pred["traces"])
+    return Advanced.of(pred, masks=new_masks, visibility=visibility, error=error, prediction=prediction,
+                       appearance=appearance, prev_appearance=prev_appearance, prev_position=position,
+                       encoded_position=enc_position.view(b, o, 3))
 
 
 def compile_advance(on_cpu: bool):
