@@ -320,7 +320,7 @@ class Loci(nn.Module):
         return out, new_state
 
     def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):
-        """Step 3 of `step` (in `_advance`): the carried slot states with every inactive slot re-spawned, and the
+        """Step 3 of `step` (in `_start`): the carried slot states with every inactive slot re-spawned, and the
         un-occluded appearance of the result (None = a sequence's first call: decode all). Eager, only the
         re-spawned slots are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and
         the carried appearance is kept for the active ones."""
