@@ -44,6 +44,7 @@ from .nn.gaussian import gaussian_maps, others, prioritize
 from .nn.predictor import Predictor
 from .nn.slot_init import SlotInitialiser
 from .nn.temporal_readout import TemporalReadout
+from .precision import autocast
 from .schedules import Ramps
 from .state import LociState
 
@@ -172,10 +173,12 @@ class Loci(nn.Module):
         RGB logits (B, O, 3, H, W) at the current level. Slot colour = sigmoid(logit + colour_bias)."""
         return self.decoder(position, gestalt, priority, self._level)
 
-    def _appearance(self, position, gestalt):
+    def _appearance(self, position, gestalt, precision: torch.dtype | None = None):
         """Un-occluded RGB logits: (B, O, 3) / (B, O, G) -> (B, O, 3, H, W)."""
         b, o = position.shape[:2]
-        return self.decoder.rgb(self.decoder.features(position, gestalt), self._level).unflatten(0, (b, o))
+        with autocast(position.device, precision):
+            features = self.decoder.features(position, gestalt)
+            return self.decoder.rgb(features, self._level).unflatten(0, (b, o)).float()
 
     def _check_inputs(self, frame, state, background):
         h, w = self.resolution
@@ -235,12 +238,16 @@ class Loci(nn.Module):
             self.train(training)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
-             ramps: Ramps | None = None, generator: torch.Generator | None = None):
+             ramps: Ramps | None = None, generator: torch.Generator | None = None, *,
+             precision: torch.dtype | None = None, consume_state: bool = False):
         """One call: frame X_t (B, 3, H, W) in [0, 1] RGB, the state, the background image
         (1 or B, 3, H, W) -> (StepOutput with the prediction of X_{t+1}, the new state).
 
         `ramps` are the training schedules (None = fully ramped, for trained models); `generator`
-        drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval)."""
+        drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval).
+        Training's speed paths: `precision` (torch.bfloat16) runs the encoder's and decoder's convolutions
+        under autocast (`loci_core.precision`); `consume_state` says the caller will not use `state` again,
+        so its eligibility traces are updated in their own memory (same values, no new ones per step)."""
         self._check_inputs(frame, state, background)
         cfg = self.cfg
         ramps = ramps or Ramps.full()
@@ -269,7 +276,7 @@ class Loci(nn.Module):
                 background = background.clone()
         new = advance(frame, prediction, background, masks, state.position, state.gestalt, state.priority, active,
                       appearance, state.hidden, state.traces, background_logit, background_shown,
-                      ramps.std_scale, noisy, generator, respawn)
+                      ramps.std_scale, noisy, generator, respawn, precision, consume_state)
         new_position, new_gestalt, new_priority = new["position"], new["gestalt"], new["priority"]
         new_masks, appearance, prediction = new["masks"], new["appearance"], new["prediction"]
 
@@ -286,7 +293,7 @@ class Loci(nn.Module):
         memory_appearance = None
         if self.training:
             with torch.no_grad():
-                memory_appearance = self._appearance(memory_position, memory_gestalt)
+                memory_appearance = self._appearance(memory_position, memory_gestalt, precision)
 
         # 10. the temporal snitch read-out, over the new slot states and its own memory
         snitch, snitch_weights, snitch_scores, readout_hidden = new["snitch"], new["snitch_weights"], None, None
@@ -324,28 +331,30 @@ class Loci(nn.Module):
             readout_hidden=None if readout_hidden is None else readout_hidden.detach())
         return out, new_state
 
-    def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):
+    def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator,
+                 precision: torch.dtype | None = None):
         """Step 3 of `step` (in `_advance`): the carried slot states with every inactive slot re-spawned, and the
         un-occluded appearance of the result (None = a sequence's first call: decode all). Eager, only the
         re-spawned slots are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and
         the carried appearance is kept for the active ones."""
         position, gestalt, priority = self.slot_init(position, gestalt, priority, active, error, noisy, generator)
         if appearance is None:
-            return position, gestalt, priority, self._appearance(position, gestalt)
+            return position, gestalt, priority, self._appearance(position, gestalt, precision)
         if torch.compiler.is_compiling():
             decoded = self._appearance(position, gestalt)
             return position, gestalt, priority, torch.where(active[..., None, None, None], appearance, decoded)
         if bool(active.all()):  # in train mode slots are spawned (drawing noise) even when none re-spawns
             return position, gestalt, priority, appearance
         fresh = (~active).nonzero(as_tuple=True)
-        decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
+        decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1), precision)[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
     def _advance(self, frame, prediction, background, masks, position, gestalt, priority, active, appearance,
                  hidden, traces, background_logit, background_shown, std_scale: float, noisy: bool, generator,
-                 respawn: bool) -> dict:
+                 respawn: bool, precision: torch.dtype | None = None, in_place_traces: bool = False) -> dict:
         """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame. Its shapes
-        are fixed by the batch size, so it compiles to one graph per value of `respawn` (`compile_inference`)."""
+        are fixed by the batch size, so it compiles to one graph per value of `respawn` (`compile_inference`).
+        `precision` and `in_place_traces`: see `step`."""
         cfg, level = self.cfg, self._level
         b, o = frame.shape[0], self.num_slots
         h, w = self.resolution
@@ -358,13 +367,14 @@ class Loci(nn.Module):
         #    appearance (RGB logits of the current state: carried for active slots, decoded for fresh ones)
         if respawn:
             position, gestalt, priority, appearance = self._respawn(
-                position, gestalt, priority, active, appearance, error, noisy, generator)
+                position, gestalt, priority, active, appearance, error, noisy, generator, precision)
         prev_appearance = appearance
         # position (B, O, 3), gestalt (B, O, G), priority (B, O), prev_appearance (B, O, 3, H, W)
 
         # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
         if masks is None:
-            slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
+            with autocast(frame.device, precision):
+                slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level).float()
             masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), background_logit], 1), 1)
         masks = masks.detach()  # (B, O+1, H, W)
 
@@ -385,12 +395,13 @@ class Loci(nn.Module):
         encoder_input = GroupedInput(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
                                      per_frame.contiguous(memory_format=torch.channels_last),
                                      SLOT_INPUTS, FRAME_INPUTS)
-        enc_position, enc_gestalt, enc_priority = self.encoder(
-            encoder_input, level, std_scale)  # (N, 3), (N, G), (N,)
+        with autocast(frame.device, precision):  # float32 outputs: each block adds its branch to a float32 skip
+            enc_position, enc_gestalt, enc_priority = self.encoder(
+                encoder_input, level, std_scale)  # (N, 3), (N, G), (N,)
 
         # 6. predictor: attention across slots + GateL0RD per slot -> next-step slot states
         pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
-                              hidden, traces, noisy, generator)
+                              hidden, traces, noisy, generator, in_place_traces)
         new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
         # (B, O, 3), (B, O, G), (B, O)
 
@@ -398,10 +409,11 @@ class Loci(nn.Module):
         #    un-occluded (the slots' own appearance: output, losses, next call's encoder input)
         maps = self.decoder.place(new_position)  # (B, O, h, w)
         both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
-        features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
         cells = (h // 4, w // 4)  # the heads compute by 4x4 cells (blocks.cells_to_image), so does the composite
-        mask_logits = self.decoder.mask_cells(features[:b * o], level).view(b, o, *cells, 16)
-        rgb_logits, appearance = self.decoder.rgb_cells(features, level).view(2, b, o, *cells, 3, 16)
+        with autocast(frame.device, precision):
+            features = self.decoder.features_of_maps(both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
+            mask_logits = self.decoder.mask_cells(features[:b * o], level).view(b, o, *cells, 16)
+            rgb_logits, appearance = self.decoder.rgb_cells(features, level).view(2, b, o, *cells, 3, 16)
         # (B, O, h4, w4, 3, 16) each
 
         # 8. composition: softmax masks over slots + background, colours, predicted next frame

@@ -40,6 +40,7 @@ from .device import DeviceError, resolve_device
 from .losses import loci_loss
 from .model import Loci
 from .optim import LociOptimisers
+from .precision import training_dtype
 from .run_checks import earlier_run_problem, resume_data_problem, resume_settings_problem
 from .run_dir import RunDir
 from .schedules import lr_factor, ramps_at
@@ -193,6 +194,7 @@ class Trainer:
         torch.manual_seed(tc.seed)  # the same initial weights in every process (and every run)
         self.model = Loci(cfg.model).to(device).train()
         self.optimisers = LociOptimisers(self.model, tc)
+        self.precision = training_dtype(tc.precision, device)
         self.data_options = dict(data_options or {})  # --topic, --background, ... (footage_arguments)
         self.dataset = open_video_data(self.data_root, split=split, size=self.model.resolution,
                                        clip_len=tc.clip_len, seed=tc.seed, min_frames=tc.clip_len or 2,
@@ -317,7 +319,9 @@ class Trainer:
         ramps = ramps_at(self.global_step, tc)
 
         model.zero_grad(set_to_none=True)
-        out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator)
+        # the state is replaced by new_state below, so the step may update its traces in place
+        out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator,
+                                    precision=self.precision, consume_state=True)
         terms = None
         if bool(torch.isfinite(out.prediction).all()):  # the image loss rejects NaN inputs outright
             snitch_target = (batch["snitch_screen"][:, t_out]

@@ -49,11 +49,11 @@ class _Layer(nn.Module):
         self.cell = GateL0RDCell(width, width, width, p.reg_lambda, exact_bptt=p.exact_bptt)
         self.cell_scale = Scale(cfg.branch_init)
 
-    def forward(self, x, hidden, traces):
+    def forward(self, x, hidden, traces, in_place_traces: bool = False):
         """x (B, O, W), hidden (B*O, W) -> x, hidden, traces, gate openings."""
         b, o, w = x.shape
         x = x + self.attention_scale(self.attention(x, x, x, need_weights=False)[0])
-        y, hidden, traces, openings = self.cell(x.reshape(b * o, w), hidden, traces)
+        y, hidden, traces, openings = self.cell(x.reshape(b * o, w), hidden, traces, in_place_traces)
         return x + self.cell_scale(y).view(b, o, w), hidden, traces, openings
 
 
@@ -78,16 +78,17 @@ class Predictor(nn.Module):
     def initial_hidden(self, n: int, device) -> list[torch.Tensor]:
         return [torch.zeros(n, self.width, device=device) for _ in self.layers]
 
-    def forward(self, position, gestalt, priority, hidden, traces, noisy: bool, generator=None):
+    def forward(self, position, gestalt, priority, hidden, traces, noisy: bool, generator=None,
+                in_place_traces: bool = False):
         """position (B, O, 3), gestalt (B, O, G), priority (B, O) in [-1, 1] (encoder estimates),
-        hidden: per layer (B*O, W), traces: per layer or None
+        hidden: per layer (B*O, W), traces: per layer or None (`in_place_traces`: updated in their own memory)
         -> dict(position, gestalt, priority, snitch, snitch_weights, hidden, traces, openings)."""
         b, o, _ = position.shape
         x = torch.cat([position, gestalt, priority.unsqueeze(-1)], dim=-1)  # (B, O, D)
         x = x.repeat(1, 1, self.heads) + self.embed(x)  # (B, O, W)
         new_hidden, new_traces, openings = [], [], []
         for layer, h, t in zip(self.layers, hidden, traces):
-            x, h, t, opened = layer(x, h, t)
+            x, h, t, opened = layer(x, h, t, in_place_traces)
             new_hidden.append(h)
             new_traces.append(t)
             openings.append(opened)
