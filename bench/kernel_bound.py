@@ -74,7 +74,7 @@ def measure(config: str, level: int, batch: int, repeats: int) -> dict:
     from model_speed import CONFIGS, _best_rate
 
     from loci_core.config import load_config
-    from loci_core.model import Loci
+    from loci_core.model.loci import Loci
 
     cfg = load_config(CONFIGS[config])
     cfg.model.level = level

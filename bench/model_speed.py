@@ -86,9 +86,9 @@ def measure(config: str, level: int, kind: str, batch: int, repeats: int, blocks
     from torch.utils.flop_counter import FlopCounterMode
 
     from loci_core.config import load_config
-    from loci_core.losses import loci_loss
-    from loci_core.model import Loci
-    from loci_core.schedules import Ramps
+    from loci_core.model.loci import Loci
+    from loci_core.model.schedules import Ramps
+    from loci_core.training.losses import loci_loss
 
     device = torch.device(device_name)
     cfg = load_config(CONFIGS[config])

@@ -67,9 +67,9 @@ OUTPUTS = ("detections", "masks", "debug_image", "markers")
 def make_checkpoint(config: Path, directory: Path) -> Path:
     import torch
 
-    from loci_core.checkpoint import save_checkpoint
     from loci_core.config import load_config
-    from loci_core.model import Loci
+    from loci_core.model.checkpoint import save_checkpoint
+    from loci_core.model.loci import Loci
 
     cfg = load_config(config)
     torch.manual_seed(0)

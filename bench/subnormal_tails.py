@@ -4,7 +4,7 @@
         [--repeats 3] [--threads 1] [--json bench/results/subnormal_tails.json]
 
 The tails of exp(-d^2 / 2 sigma^2) underflow into subnormal floats far from a slot, and x86 CPUs compute
-with subnormal operands many times slower than with normal ones. `loci_core.nn.gaussian` sets factors
+with subnormal operands many times slower than with normal ones. `loci_core.model.nn.gaussian` sets factors
 below TAIL to exactly 0; here TAIL = 0 restores the plain tails. For both settings, alternating `--repeats`
 times so machine load hits both alike, on one generated CATER-style video at the model's resolution:
   inference  OnlineTracker.step, median ms per frame (after 10 frames of warm-up);
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loci_core.checkpoint import load_model
 from loci_core.data.dataset import CaterVideos
 from loci_core.data.generate import GenerateOptions, generate_dataset
-from loci_core.losses import loci_loss
-from loci_core.nn import gaussian
-from loci_core.schedules import Ramps
-from loci_core.tracker import OnlineTracker
+from loci_core.model.checkpoint import load_model
+from loci_core.model.nn import gaussian
+from loci_core.model.schedules import Ramps
+from loci_core.tracking.tracker import OnlineTracker
+from loci_core.training.losses import loci_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

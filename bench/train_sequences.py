@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from loci_core.config import load_config
-from loci_core.run_dir import RunDir
-from loci_core.train import Dist, Trainer
+from loci_core.training.run_dir import RunDir
+from loci_core.training.trainer import Dist, Trainer
 
 REGIMES = {"clips of 32": dict(clip_len=32, window_share=0.0),
            "whole videos": dict(clip_len=None, window_share=0.0),

@@ -160,7 +160,7 @@ def _track(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from loci_core.data.reader import CaterFormatError
-    from loci_core.evaluate import EvalError
+    from loci_core.evaluation.evaluate import EvalError
     from loci_ros.bags.evaluate import default_out, report, score_tracked_bag, write_results
     from loci_ros.bags.storage import BagError
     from loci_ros.image_conversion import ImageLayoutError

@@ -100,7 +100,7 @@ def _wait_for_line(proc: subprocess.Popen, log_path: Path, needle: str, timeout:
 
 def _score_node_outputs(data: Path, scenes: Path, tracked: Path) -> tuple[dict, list[np.ndarray]]:
     """`loci bag eval`'s scores of the recorded label images, and the recorded overlays in stamp order."""
-    from loci_core.evaluate import EvalError
+    from loci_core.evaluation.evaluate import EvalError
     from loci_ros.bags.evaluate import read_images, score_tracked_bag
     from loci_ros.bags.storage import BagError
 
@@ -156,7 +156,7 @@ def run_demo(out: Path, checkpoint: Path, videos: int, frames: int, seed: int, s
     summary, overlays = _score_node_outputs(data, scenes, tracked)
     if not overlays:
         raise DemoError("the node published no debug images; see logs/tracker_node.log")
-    from loci_core.visualize import write_video
+    from loci_core.tools.visualize import write_video
     from loci_ros.bags.evaluate import markdown
 
     write_video(out / "overlay.mp4", overlays, fps=24.0 * rate)

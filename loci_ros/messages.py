@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from visualization_msgs.msg import Marker
 
-from loci_core.tracker import Entity, label_image
+from loci_core.tracking.tracker import Entity, label_image
 from loci_ros.cdr import CdrWriter, constant_block
 from loci_ros.overlay import draw_overlay, entity_color
 

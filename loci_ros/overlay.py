@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from loci_core.tracker import Entity, label_image
+from loci_core.tracking.tracker import Entity, label_image
 
 # Weight of the entity colour where a mask is tinted; the rest stays the camera image so objects stay visible.
 MASK_ALPHA = 0.45

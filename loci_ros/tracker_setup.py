@@ -142,10 +142,10 @@ def make_tracker(values: dict):
     """The OnlineTracker for these parameter values.
 
     Raises StartupError naming the parameter when the checkpoint or background cannot be used."""
-    from loci_core.camera import ProjectiveCamera
+    from loci_core.data.camera import ProjectiveCamera
     from loci_core.data.reader import CaterFormatError, read_background
     from loci_core.device import DeviceError, resolve_device
-    from loci_core.tracker import OnlineTracker
+    from loci_core.tracking.tracker import OnlineTracker
 
     if not values["checkpoint"]:
         raise StartupError("parameter 'checkpoint' is empty: give the path of a Loci checkpoint (.pt)")
@@ -187,7 +187,7 @@ def output_settings(values: dict):
 def pinhole_camera(k, width: int, height: int, values: dict):
     """The camera_info model's PinholeCamera for a CameraInfo's K (row-major 3x3) and image size, posed by
     the camera_height and camera_pitch_deg parameters. Raises ValueError for an unusable K or size."""
-    from loci_core.camera import PinholeCamera
+    from loci_core.data.camera import PinholeCamera
 
     if k[0] <= 0 or k[4] <= 0 or width == 0 or height == 0:
         raise ValueError(f"camera_info without a usable K ({list(k)}) or size ({width}x{height})")

@@ -32,9 +32,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A freshly initialised (untrained) checkpoint of config/models/tiny.yaml, fixed seed."""
     import torch
 
-    from loci_core.checkpoint import save_checkpoint
     from loci_core.config import load_config
-    from loci_core.model import Loci
+    from loci_core.model.checkpoint import save_checkpoint
+    from loci_core.model.loci import Loci
 
     cfg = load_config(REPO / "config" / "models" / "tiny.yaml")
     torch.manual_seed(0)

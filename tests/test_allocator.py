@@ -14,7 +14,7 @@ import json, resource, statistics, sys
 import torch
 from loci_core.allocator import keep_freed_memory
 from loci_core.config import load_config
-from loci_core.model import Loci
+from loci_core.model.loci import Loci
 
 applied = keep_freed_memory()
 torch.manual_seed(0)

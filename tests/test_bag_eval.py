@@ -61,8 +61,8 @@ def reference(data, checkpoint, one_thread):
     label images and the data set item, and the scores of all videos, with entity positions taken from
     the box centres (as the tracker's detections carry them) and, second, from the label images."""
     from loci_core.data.dataset import CaterVideos
-    from loci_core.evaluate import evaluate_tracks, summarise_tracks
-    from loci_core.tracker import OnlineTracker, label_image
+    from loci_core.evaluation.evaluate import evaluate_tracks, summarise_tracks
+    from loci_core.tracking.tracker import OnlineTracker, label_image
 
     tracker = OnlineTracker.from_checkpoint(checkpoint, visibility_threshold=0.0)
     dataset = CaterVideos(data, split="all", size=SIZE)
@@ -130,7 +130,7 @@ def test_hidden_entities_are_tracked_through_their_detections(tracked, scenes, d
     """The tracker's answers with every label image after a video's first emptied (as if every entity were
     hidden) and its detections kept: the objects matched in the first frame stay tracked, at the detections'
     positions; scored from the label images alone, they are lost."""
-    from loci_core.evaluate import evaluate_tracks, summarise_tracks
+    from loci_core.evaluation.evaluate import evaluate_tracks, summarise_tracks
     from loci_ros.bags.evaluate import scene_videos
     from loci_ros.image_conversion import image_to_numpy, numpy_to_image
     from loci_ros.vision_types import stamp_ns, typestore
@@ -167,7 +167,7 @@ def test_hidden_entities_are_tracked_through_their_detections(tracked, scenes, d
 def test_unanswered_frames_keep_the_previous_answer(tracked, scenes, data, reference, tmp_path, capsys):
     """A live node's recording: only the label images, under another topic, stored at arrival time,
     missing frame 3 of the first video and frame 0 of the second."""
-    from loci_core.evaluate import evaluate_tracks, summarise_tracks
+    from loci_core.evaluation.evaluate import evaluate_tracks, summarise_tracks
     from loci_ros.bags.evaluate import scene_videos
     from loci_ros.vision_types import stamp_ns, typestore
 

@@ -189,7 +189,7 @@ def test_cli_reports_bad_bag_without_traceback(tmp_path, repo_root):
 
 
 def test_intrinsics_from_cater_matrix_reproject_like_the_matrix():
-    from loci_core.camera import CATER_MATRIX, PinholeCamera, ProjectiveCamera, screen_to_pixel
+    from loci_core.data.camera import CATER_MATRIX, PinholeCamera, ProjectiveCamera, screen_to_pixel
     from loci_ros.bags.sources import intrinsics_k
 
     width, height = 320, 240

@@ -41,7 +41,7 @@ def foreground_checkpoint(tiny_checkpoint, out_dir):
     pixel to the background). Also used by tests/test_node.py."""
     import torch
 
-    from loci_core.checkpoint import load_model, save_checkpoint
+    from loci_core.model.checkpoint import load_model, save_checkpoint
 
     model, cfg, _ = load_model(tiny_checkpoint)
     with torch.no_grad():
@@ -128,8 +128,8 @@ def test_equals_online_tracker_with_scene_resets(tracked, videos, checkpoint, pa
     from rclpy.serialization import deserialize_message
     from vision_msgs.msg import Detection2DArray
 
-    from loci_core.camera import ProjectiveCamera
-    from loci_core.tracker import OnlineTracker
+    from loci_core.data.camera import ProjectiveCamera
+    from loci_core.tracking.tracker import OnlineTracker
     from loci_ros.bags.track import node_parameters
     from loci_ros.messages import Stamped, detection_array
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from loci_core import metrics
-from loci_core.baselines.chance import chance_ranking, most_frequent_classes
-from loci_core.baselines.classical import ClassicalConfig, ClassicalTracker
-from loci_core.baselines.last_seen import last_seen_final, last_seen_track
-from loci_core.camera import pixel_to_screen
+from loci_core.data.camera import pixel_to_screen
+from loci_core.evaluation import metrics
+from loci_core.evaluation.baselines.chance import chance_ranking, most_frequent_classes
+from loci_core.evaluation.baselines.classical import ClassicalConfig, ClassicalTracker
+from loci_core.evaluation.baselines.last_seen import last_seen_final, last_seen_track
 
 
 def test_most_frequent_classes():

@@ -1,10 +1,10 @@
-"""loci_core.camera: CATER matrix decomposition, screen <-> ground, grid classes, pinhole camera, and the
+"""loci_core.data.camera: CATER matrix decomposition, screen <-> ground, grid classes, pinhole camera, and the
 agreement between the matrix and what the renderer draws."""
 
 import numpy as np
 import pytest
 
-from loci_core.camera import (
+from loci_core.data.camera import (
     CATER_MATRIX,
     CATER_Z0,
     PinholeCamera,

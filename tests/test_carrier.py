@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core import carrier
 from loci_core.config import load_config
-from loci_core.model import Loci
-from loci_core.tracker import OnlineTracker
+from loci_core.model.loci import Loci
+from loci_core.tracking import carrier
+from loci_core.tracking.tracker import OnlineTracker
 from tests.test_train_fixtures import TINY
 
 RADIUS = 0.25
@@ -98,8 +98,8 @@ def test_online_tracker_publishes_hidden_entities_at_their_carrier():
 
 
 def test_eval_counts_carried_frames_near_the_truth_for_the_snitch_entity():
-    from loci_core.camera import CATER_Z0, ProjectiveCamera
-    from loci_core.evaluate import CARRIED, _count_carried, _spl_index
+    from loci_core.data.camera import CATER_Z0, ProjectiveCamera
+    from loci_core.evaluation.evaluate import CARRIED, _count_carried, _spl_index
 
     camera = ProjectiveCamera.cater()
     T = 6
@@ -119,3 +119,8 @@ def test_eval_counts_carried_frames_near_the_truth_for_the_snitch_entity():
     track[2] = -1                                                       # no entity tracks it in one frame
     _count_carried(counts, item, track, stuck, on_truth)
     assert counts["frames"] == 6 and counts[CARRIED] == 5
+    # the read-out's answer is scored on its own, whichever entity tracks the snitch
+    from loci_core.evaluation.evaluate import READOUT_ANSWER
+    counts = {"frames": 0, CARRIED: 0, "model position": 0}
+    _count_carried(counts, item, track, stuck, on_truth, answer=stuck[:, 0])
+    assert counts[READOUT_ANSWER] == 2 and counts["frames"] == 3

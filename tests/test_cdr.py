@@ -14,7 +14,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from loci_core.tracker import Entity  # noqa: E402
+from loci_core.tracking.tracker import Entity  # noqa: E402
 from loci_ros.cdr import CdrWriter  # noqa: E402
 from loci_ros.messages import OutputSettings, build_outputs  # noqa: E402
 

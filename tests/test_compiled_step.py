@@ -10,7 +10,7 @@ import torch
 from test_inference_path import FIELDS, clip, open_model
 from torch._dynamo.utils import counters
 
-from loci_core.schedules import Ramps
+from loci_core.model.schedules import Ramps
 
 
 def graphs_compiled() -> int:

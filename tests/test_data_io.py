@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core.camera import ProjectiveCamera, grid_class
 from loci_core.cli import main as loci
 from loci_core.data import reader
+from loci_core.data.camera import ProjectiveCamera, grid_class
 from loci_core.data.dataset import MAX_OBJECTS, CaterVideos
 from loci_core.data.renderer import Renderer
 from loci_core.data.sampler import sample_scene, video_rng

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from loci_core.camera import CATER_MATRIX, ProjectiveCamera, screen_to_pixel
 from loci_core.data import scene as S
+from loci_core.data.camera import CATER_MATRIX, ProjectiveCamera, screen_to_pixel
 from loci_core.data.generate import nominal_lights
 from loci_core.data.renderer import Renderer
 from loci_core.data.sampler import sample_scene, video_rng

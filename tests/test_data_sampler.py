@@ -151,7 +151,7 @@ def test_camera_variants():
         jittered.cameras[0], fixed.cameras[0]
     )
     assert not np.allclose(moving.cameras[0], moving.cameras[30])
-    from loci_core.camera import ProjectiveCamera
+    from loci_core.data.camera import ProjectiveCamera
 
     c30 = ProjectiveCamera(moving.cameras[30]).centre()
     # The centre comes back through a matrix inverse: compare to the allowed heights within rounding.

@@ -7,7 +7,7 @@ import torch
 
 from loci_core.cli import main
 from loci_core.device import DeviceError, resolve_device
-from loci_core.tracker import OnlineTracker
+from loci_core.tracking.tracker import OnlineTracker
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import tiny_config
 

@@ -9,7 +9,7 @@ import pytest
 
 from loci_core.cli import main
 from loci_core.data.dataset import CaterVideos
-from loci_core.evaluate import evaluate_tracks, summarise_tracks
+from loci_core.evaluation.evaluate import evaluate_tracks, summarise_tracks
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import latest_checkpoint
 
@@ -69,7 +69,7 @@ def test_eval_is_deterministic(tiny_run, tiny_data, tmp_path):
 
 def test_eval_reads_one_batch_of_videos_at_a_time(tiny_run, tiny_data, tmp_path, monkeypatch):
     """Videos are read per batch, not all up front: at 320x240 a 200-video split is ~18 GB in memory."""
-    import loci_core.evaluate as ev
+    import loci_core.evaluation.evaluate as ev
 
     reads, read_before_run = [], []
     original_getitem, original_run = CaterVideos.__getitem__, ev.run_loci
@@ -98,7 +98,7 @@ def test_compiled_eval_compiles_each_batch_size_before_the_first_video(tiny_run,
     the eager run's."""
     from torch._dynamo.utils import counters
 
-    import loci_core.evaluate as ev
+    import loci_core.evaluation.evaluate as ev
 
     graphs_at_batch, original_run = [], ev.run_loci
 
@@ -120,7 +120,7 @@ def test_compiled_eval_compiles_each_batch_size_before_the_first_video(tiny_run,
 
 
 def test_default_batch_is_one_only_for_level_2_on_a_cpu(tiny_run, tiny_data, tmp_path, capsys):
-    from loci_core.evaluate import default_batch
+    from loci_core.evaluation.evaluate import default_batch
 
     assert (default_batch(2, "cpu"), default_batch(1, "cpu"), default_batch(2, "cuda:0")) == (1, 8, 8)
     rc = main(["eval", "--checkpoint", str(latest_checkpoint(tiny_run)), "--data", str(tiny_data),
@@ -155,8 +155,8 @@ def test_evaluate_tracks_on_ground_truth_itself(tiny_data):
 
 def test_best_slot_track_picks_the_slot_on_the_snitch():
     """The oracle read-out follows whichever slot sits on the snitch, frame by frame."""
-    from loci_core.camera import CATER_MATRIX, CATER_Z0, ProjectiveCamera
-    from loci_core.evaluate import best_slot_track
+    from loci_core.data.camera import CATER_MATRIX, CATER_Z0, ProjectiveCamera
+    from loci_core.evaluation.evaluate import best_slot_track
 
     rng = np.random.default_rng(0)
     steps, slots = 6, 4

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core.checkpoint import load_checkpoint, load_model, save_checkpoint
 from loci_core.cli import main
 from loci_core.config import load_config
-from loci_core.model import Loci
-from loci_core.tracker import OnlineTracker
+from loci_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+from loci_core.model.loci import Loci
+from loci_core.tracking.tracker import OnlineTracker
 
 TRAINING_ONLY = ("optimisers", "ranks", "train_state")
 

@@ -15,8 +15,8 @@ from loci_core.data.bag_footage import BagFootage
 from loci_core.data.footage import split_names
 from loci_core.data.reader import read_split
 from loci_core.data.sources import open_video_data
-from loci_core.run_dir import RunDir
-from loci_core.train import Dist, Position, Trainer
+from loci_core.training.run_dir import RunDir
+from loci_core.training.trainer import Dist, Position, Trainer
 from loci_ros.bag_commands import main as bag
 from loci_ros.bags.storage import BagWriter
 from loci_ros.image_conversion import numpy_to_image
@@ -272,7 +272,7 @@ def test_preview_of_a_bag_says_which_background(three_forms, capsys):
 
 
 def test_entity_statistics_from_visibility():
-    from loci_core.evaluate_footage import entity_stats
+    from loci_core.evaluation.footage import entity_stats
 
     visible = np.zeros((10, 3), bool)
     visible[2:5, 0] = True          # one run of 3 frames

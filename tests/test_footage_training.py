@@ -54,7 +54,7 @@ def checkpoint(run):
 
 
 def test_bag_trains_end_to_end(trained, moving_bag, tiny_checkpoint):
-    from loci_core.evaluate import evaluate
+    from loci_core.evaluation.evaluate import evaluate
 
     assert checkpoint(trained).name == f"step-{UPDATES:09d}.pt"
     rows = list(csv.DictReader((trained / "metrics.csv").open()))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from loci_core.nn.gatel0rd import GateL0RDCell
+from loci_core.model.nn.gatel0rd import GateL0RDCell
 
 N, I, H, T = 5, 4, 6, 7
 

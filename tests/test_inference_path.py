@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from loci_core.config import load_config
-from loci_core.model import Loci
-from loci_core.nn.blocks import (
+from loci_core.model.loci import Loci
+from loci_core.model.nn.blocks import (
     AggressiveConvTo1x1,
     ResidualBlock,
     cells_to_image,
@@ -20,7 +20,7 @@ from loci_core.nn.blocks import (
     image_to_cells,
     pixel_shuffle4,
 )
-from loci_core.nn.gaussian import gaussian_maps
+from loci_core.model.nn.gaussian import gaussian_maps
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
 FIELDS = ("prediction", "masks", "slot_rgb", "position", "gestalt", "priority")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from loci_core.latents import LatentFileError, Latents, load_latents, save_latents
+from loci_core.tools.latents import LatentFileError, Latents, load_latents, save_latents
 
 
 def _latents(steps=3, slots=2, gestalt=8):

@@ -8,11 +8,11 @@ import cv2
 import pytest
 import torch
 
-from loci_core.checkpoint import load_checkpoint, save_checkpoint
 from loci_core.cli import main
 from loci_core.config import config_from_dict
-from loci_core.learning_curve import DPI, FIGSIZE
-from loci_core.model import Loci
+from loci_core.evaluation.learning_curve import DPI, FIGSIZE
+from loci_core.model.checkpoint import load_checkpoint, save_checkpoint
+from loci_core.model.loci import Loci
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,7 +106,7 @@ def test_curve_refuses_bad_input(checkpoints, data, tmp_path, capsys):
 
 def test_evaluate_without_baselines_scores_loci_alike(checkpoints, data):
     """The curve scores the baselines only with its last checkpoint; Loci's numbers do not depend on it."""
-    from loci_core.evaluate import BEST_SLOT, CARRIED, TOP_SLOT, evaluate
+    from loci_core.evaluation.evaluate import BEST_SLOT, CARRIED, TOP_SLOT, evaluate
 
     args = dict(split="all", batch=2, progress=False)
     full = evaluate(checkpoints[0], data, **args)

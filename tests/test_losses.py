@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loci_core.config import TrainConfig
-from loci_core.losses import (
+from loci_core.training.losses import (
     centre_on,
     entity_target,
     image_loss,

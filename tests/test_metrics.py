@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from loci_core import metrics
+from loci_core.evaluation import metrics
 
 # The 6x6 CATER grid built by hand for the tests: class = 6 * row + col, centre (col - 2.5, row - 2.5).
 CENTRES = np.array([(c - 2.5, r - 2.5) for r in range(6) for c in range(6)])

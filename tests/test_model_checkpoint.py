@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from loci_core.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from loci_core.config import load_config
-from loci_core.model import Loci
+from loci_core.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from loci_core.model.loci import Loci
 
 
 def test_tiny_checkpoint_fixture_loads(tiny_checkpoint):

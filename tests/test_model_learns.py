@@ -101,9 +101,9 @@ import pytest
 import torch
 
 from loci_core.config import load_config
-from loci_core.losses import loci_loss
-from loci_core.model import Loci
-from loci_core.schedules import Ramps
+from loci_core.model.loci import Loci
+from loci_core.model.schedules import Ramps
+from loci_core.training.losses import loci_loss
 
 H, W, SPRITE = 60, 80, 16
 SPEED = 1.5  # largest step per frame and axis, in pixels

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from loci_core.config import load_config, resolution_at
-from loci_core.model import Loci, error_map
-from loci_core.nn.blocks import (
+from loci_core.model.loci import Loci, error_map
+from loci_core.model.nn.blocks import (
     AggressiveConvTo1x1,
     AggressiveDownConv,
     AggressiveUpConv,
@@ -20,10 +20,10 @@ from loci_core.nn.blocks import (
     Scale,
     channel_skip,
 )
-from loci_core.nn.decoder import Decoder
-from loci_core.nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
-from loci_core.nn.gaussian import gaussian_maps, others, prioritize
-from loci_core.schedules import Ramps, ramps_at
+from loci_core.model.nn.decoder import Decoder
+from loci_core.model.nn.encoder import FRAME_INPUTS, SLOT_INPUTS, Encoder
+from loci_core.model.nn.gaussian import gaussian_maps, others, prioritize
+from loci_core.model.schedules import Ramps, ramps_at
 
 MODELS = Path(__file__).resolve().parents[1] / "config" / "models"
 
@@ -238,7 +238,7 @@ def _trained_at_level1(cfg):
 
 
 def test_level_growth_preserves_the_decoder(tiny_cfg, tmp_path):
-    from loci_core.checkpoint import load_model, save_checkpoint
+    from loci_core.model.checkpoint import load_model, save_checkpoint
 
     model = _trained_at_level1(tiny_cfg).eval()
     path = save_checkpoint(tmp_path / "level1.pt", model, tiny_cfg, global_step=123)

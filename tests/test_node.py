@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from loci_core.data.renderer import Renderer  # noqa: E402
 from loci_core.data.sampler import sample_scene, video_rng  # noqa: E402
-from loci_core.tracker import OnlineTracker  # noqa: E402
+from loci_core.tracking.tracker import OnlineTracker  # noqa: E402
 from loci_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 from tests.process_helpers import stop_process  # noqa: E402
 from tests.test_bag_track import foreground_checkpoint  # noqa: E402
@@ -381,7 +381,7 @@ def test_camera_info_places_entities_on_the_ground(ros, tiny_checkpoint, frames,
     """camera_model camera_info with the default best-effort input: ground positions from K and the pose."""
     from sensor_msgs.msg import CameraInfo
 
-    from loci_core.camera import PinholeCamera
+    from loci_core.data.camera import PinholeCamera
 
     # Its own namespace: the module's node is still running on the default topics.
     process = start_node(tiny_checkpoint, tmp_path / "node.log", "camera_model:=camera_info",

@@ -19,10 +19,10 @@ from PySide6.QtGui import QImage, QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from loci_core.latents import Latents, save_latents  # noqa: E402
-from loci_core.playground.editing import size_step  # noqa: E402
-from loci_core.playground.session import Playground  # noqa: E402
-from loci_core.playground.window import PlaygroundWindow  # noqa: E402
+from loci_core.tools.latents import Latents, save_latents  # noqa: E402
+from loci_core.tools.playground.editing import size_step  # noqa: E402
+from loci_core.tools.playground.session import Playground  # noqa: E402
+from loci_core.tools.playground.window import PlaygroundWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

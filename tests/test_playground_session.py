@@ -6,21 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core.checkpoint import load_model, save_checkpoint
-from loci_core.latents import LatentFileError, Latents, load_latents, save_latents
-from loci_core.playground.editing import (
+from loci_core.model.checkpoint import load_model, save_checkpoint
+from loci_core.tools.latents import LatentFileError, Latents, load_latents, save_latents
+from loci_core.tools.playground.editing import (
     DEFAULT_SIZE,
     SlotEditor,
     coordinate_to_pixel,
     pixel_to_coordinate,
     size_step,
 )
-from loci_core.playground.renderer import BackgroundError
-from loci_core.playground.session import Playground
+from loci_core.tools.playground.renderer import BackgroundError
+from loci_core.tools.playground.session import Playground
 
 
 def test_pixel_mapping_is_the_models_grid():
-    # pixel i of n sits at 2i/(n-1) - 1 (loci_core.nn.gaussian): corners map to -1 and 1
+    # pixel i of n sits at 2i/(n-1) - 1 (loci_core.model.nn.gaussian): corners map to -1 and 1
     assert pixel_to_coordinate(0, 80) == -1 and pixel_to_coordinate(79, 80) == 1
     assert pixel_to_coordinate(-5, 80) == -1 and pixel_to_coordinate(100, 80) == 1  # clipped
     assert coordinate_to_pixel(pixel_to_coordinate(17.25, 60), 60) == pytest.approx(17.25)

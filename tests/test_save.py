@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from loci_core.checkpoint import load_model
 from loci_core.cli import main
 from loci_core.data.reader import read_split
-from loci_core.latents import load_latents
-from loci_core.save_latents import OVERLAY_FPS
+from loci_core.model.checkpoint import load_model
+from loci_core.tools.latents import load_latents
+from loci_core.tools.save_latents import OVERLAY_FPS
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import latest_checkpoint
 

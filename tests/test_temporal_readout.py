@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core.checkpoint import load_checkpoint, load_model
 from loci_core.cli import main
 from loci_core.config import load_config
-from loci_core.losses import snitch_slot_loss, snitch_slot_targets
-from loci_core.model import Loci
-from loci_core.nn.temporal_readout import TemporalReadout
-from loci_core.tracker import OnlineTracker
+from loci_core.model.checkpoint import load_checkpoint, load_model
+from loci_core.model.loci import Loci
+from loci_core.model.nn.temporal_readout import TemporalReadout
+from loci_core.tracking.tracker import OnlineTracker
+from loci_core.training.losses import snitch_slot_loss, snitch_slot_targets
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import TINY, latest_checkpoint, tiny_config
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from loci_core.camera import PinholeCamera, ProjectiveCamera, pixel_to_screen
-from loci_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from loci_core.config import config_from_dict
-from loci_core.model import Loci
-from loci_core.tracker import Entity, OnlineTracker, label_image
+from loci_core.data.camera import PinholeCamera, ProjectiveCamera, pixel_to_screen
+from loci_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from loci_core.model.loci import Loci
+from loci_core.tracking.tracker import Entity, OnlineTracker, label_image
 
 # The tiny model is untrained: its slots reach visibilities of ~0.2, so tests that need entities lower the
 # threshold to report every slot the model spawned.

@@ -12,7 +12,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from loci_core.tracker import Entity  # noqa: E402
+from loci_core.tracking.tracker import Entity  # noqa: E402
 from loci_ros.image_conversion import image_to_numpy  # noqa: E402
 from loci_ros.messages import (  # noqa: E402
     DETECTION_CLASS_ID,

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from loci_core.checkpoint import load_checkpoint
 from loci_core.cli import main
 from loci_core.data.dataset import CaterVideos
 from loci_core.data.trajectory import containers
-from loci_core.losses import snitch_loss
-from loci_core.run_dir import RunDir
+from loci_core.model.checkpoint import load_checkpoint
+from loci_core.training.losses import snitch_loss
+from loci_core.training.run_dir import RunDir
 from tests import test_train_fixtures as fx
 from tests.test_train_fixtures import latest_checkpoint, tiny_config
 
@@ -122,7 +122,7 @@ def test_whole_videos_mixed_with_windows_resume_exactly_mid_video(tiny_data, tmp
 
 def test_window_batches_are_drawn_by_share_and_reproducibly(tiny_data, tmp_path):
     from loci_core.config import load_config
-    from loci_core.train import Dist, Trainer
+    from loci_core.training.trainer import Dist, Trainer
 
     cfg = load_config(tiny_config(tmp_path / "cfg.yaml", clip_len=None, window_share=0.25, window_len=6))
     trainer = Trainer(cfg, tiny_data, RunDir(tmp_path / "run"), torch.device("cpu"), Dist(), split="all",

@@ -34,9 +34,9 @@ import cv2
 import numpy as np
 import torch
 
-from loci_core.camera import ProjectiveCamera, grid_class
 from loci_core.data import reader
 from loci_core.data import scene as S
+from loci_core.data.camera import ProjectiveCamera, grid_class
 from loci_core.data.frame_cache import FrameCache, file_fingerprint
 from loci_core.data.trajectory import containers
 

@@ -10,8 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from loci_core.camera import CATER_MATRIX
 from loci_core.data import writer
+from loci_core.data.camera import CATER_MATRIX
 from loci_core.data.renderer import Renderer
 from loci_core.data.sampler import LAMP_POSITIONS, sample_scene, video_rng
 from loci_core.data.scene import FRAMES, Lights

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loci_core.camera import ProjectiveCamera, screen_to_pixel
+from loci_core.data.camera import ProjectiveCamera, screen_to_pixel
 from loci_core.data.reader import read_ground_truth, read_scene, read_video
 from loci_core.data.scene import STATE_NAMES
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loci_core.camera import CATER_MATRIX
 from loci_core.data import scene as S
+from loci_core.data.camera import CATER_MATRIX
 from loci_core.data.sampler import LAMP_POSITIONS
 
 SPLIT_FILES = {"train": ("train.txt",), "test": ("val.txt",), "all": ("train.txt", "val.txt")}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loci_core.camera import ProjectiveCamera, pixel_centres
 from loci_core.data import shapes
+from loci_core.data.camera import ProjectiveCamera, pixel_centres
 from loci_core.data.scene import Scene
 from loci_core.data.trajectory import containers, rotations
 

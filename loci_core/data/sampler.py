@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from loci_core.camera import CATER_MATRIX, ProjectiveCamera
 from loci_core.data import scene as S
+from loci_core.data.camera import CATER_MATRIX, ProjectiveCamera
 from loci_core.data.trajectory import hold_path, pick_place_path, slide_path
 
 # Approximate lamp positions of CLEVR's base scene (key, fill, back); each is jittered per video.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loci_core.camera import grid_class
+from loci_core.data.camera import grid_class
 from loci_core.data.scene import VISIBLE, Scene
 from loci_core.data.trajectory import carried, containers, containment_depth
 

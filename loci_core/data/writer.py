@@ -48,8 +48,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loci_core.camera import CATER_Z0, ProjectiveCamera, grid_class, screen_to_pixel
 from loci_core.data import scene as S
+from loci_core.data.camera import CATER_Z0, ProjectiveCamera, grid_class, screen_to_pixel
 from loci_core.data.renderer import Frames
 from loci_core.data.trajectory import carried, containers
 

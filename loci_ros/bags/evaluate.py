@@ -18,7 +18,7 @@ A frame the tracker did not answer (a live node drops frames to stay real-time) 
 answer in its video, which is what a consumer of the topic would be showing; before a video's first answer
 that is an empty label image. The label image answering frame t is the tracker's segmentation of frame t,
 so every frame is scored (in `loci eval`, Loci's call on frame t predicts frame t + 1 instead), at the
-label images' resolution, by loci_core.evaluate's evaluate_tracks and summarise_tracks.
+label images' resolution, by loci_core.evaluation.evaluate's evaluate_tracks and summarise_tracks.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def score_tracked_bag(tracked: str | Path, scenes: str | Path, data: str | Path,
     loci_core's EvalError / CaterFormatError for a data set that does not fit the scenes bag."""
     from loci_core.data import reader
     from loci_core.data.dataset import CaterVideos
-    from loci_core.evaluate import EvalError, evaluate_tracks, summarise_tracks
+    from loci_core.evaluation.evaluate import EvalError, evaluate_tracks, summarise_tracks
 
     answers = read_images(tracked, masks_topic, keep=_packer(tracked, masks_topic))
     centres = None

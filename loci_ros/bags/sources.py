@@ -16,8 +16,8 @@ from loci_ros.bags.make import Video
 
 def intrinsics_k(matrix: np.ndarray, width: int, height: int) -> np.ndarray:
     """3x3 pinhole K (pixel centres at integers, as in CameraInfo) of a GL-style 4x4 camera matrix
-    rendered at width x height: the inverse of loci_core.camera.PinholeCamera.projective()."""
-    from loci_core.camera import ProjectiveCamera
+    rendered at width x height: the inverse of loci_core.data.camera.PinholeCamera.projective()."""
+    from loci_core.data.camera import ProjectiveCamera
 
     intr, _ = ProjectiveCamera(matrix).decompose()
     fx, fy = intr.p00 * width / 2.0, intr.p11 * height / 2.0
