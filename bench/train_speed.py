@@ -67,11 +67,20 @@ def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict
 
     from loci_core.allocator import keep_freed_memory
     from loci_core.config import load_config
-    from loci_core.losses import loci_loss
-    from loci_core.model import Loci
-    from loci_core.nn import gatel0rd
-    from loci_core.optim import LociOptimisers
-    from loci_core.schedules import ramps_at
+
+    try:
+        from loci_core.model.loci import Loci
+        from loci_core.model.nn import gatel0rd
+        from loci_core.model.schedules import ramps_at
+        from loci_core.training.losses import loci_loss
+        from loci_core.training.optim import LociOptimisers
+    except ImportError:  # a checkout from before loci_core was regrouped into packages
+        from loci_core.losses import loci_loss
+        from loci_core.nn import gatel0rd
+        from loci_core.optim import LociOptimisers
+        from loci_core.schedules import ramps_at
+
+        from loci_core.model import Loci
 
     keep_freed_memory()
     device = torch.device("cpu")
@@ -82,7 +91,7 @@ def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict
     optimisers = LociOptimisers(model, cfg.train)
     options = {}
     if "consume_state" in inspect.signature(model.step).parameters:  # the training options of this checkout
-        from loci_core.precision import training_dtype
+        from loci_core.model.precision import training_dtype
 
         options = dict(precision=training_dtype(cfg.train.precision, device), consume_state=True)
     h, w = model.resolution

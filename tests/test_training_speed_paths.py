@@ -13,11 +13,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from loci_core.config import load_config
-from loci_core.losses import loci_loss
-from loci_core.model import Loci
-from loci_core.optim import LociOptimisers, parameter_groups
-from loci_core.precision import cpu_has_native_bf16, training_dtype
-from loci_core.schedules import ramps_at
+from loci_core.model.loci import Loci
+from loci_core.model.precision import cpu_has_native_bf16, training_dtype
+from loci_core.model.schedules import ramps_at
+from loci_core.training.losses import loci_loss
+from loci_core.training.optim import LociOptimisers, parameter_groups
 
 B = 2
 

@@ -38,11 +38,11 @@ from ..data.sources import add_footage_arguments, data_options
 from ..device import DeviceError, resolve_device
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.loci import Loci
+from ..model.precision import training_dtype
 from ..model.schedules import lr_factor, ramps_at
 from ..model.state import LociState
 from .losses import loci_loss
 from .optim import LociOptimisers
-from .precision import training_dtype
 from .run_checks import earlier_run_problem, resume_data_problem, resume_settings_problem
 from .run_dir import RunDir
 
