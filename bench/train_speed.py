@@ -213,6 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="rounds (default 3 with --compare, else 1)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--no-train", action="store_true", help="skip the loci train runs")
+    p.add_argument("--no-split", action="store_true", help="skip the split measurements")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 updates, 110 loci train updates")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -229,7 +230,7 @@ def main(argv=None) -> int:
         if not args.no_train:
             _generate(data)
         for _ in range(repeats):
-            for config in args.configs:
+            for config in [] if args.no_split else args.configs:
                 for code in codes:
                     results.append(_run(dict(kind="split", code=str(code), config=config, batch=args.batch,
                                              level=args.level, updates=args.updates, threads=args.threads)))

@@ -34,6 +34,15 @@ def channel_skip(x: torch.Tensor, cout: int, dim: int = 1) -> torch.Tensor:
     return channel_skip(channel_skip(x, g, dim), cout, dim)
 
 
+def as_computed(x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype an autocast region gives a convolution (the same values it would see), or x. A ReLU of the
+    result before a convolution keeps one half-size tensor for backward, where a ReLU of x keeps x's float32
+    output beside the convolution's half-size copy of it (training under `train.precision: bfloat16`)."""
+    if x.requires_grad and torch.is_autocast_enabled(x.device.type):
+        return x.to(torch.get_autocast_dtype(x.device.type))
+    return x
+
+
 class Scale(nn.Module):
     """A learnable scalar multiplier (the residual-branch gate), initialised to `init`."""
 
@@ -61,7 +70,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x, skip: torch.Tensor | None = None):
         """`skip`, if given, is channel_skip(x, cout), from a caller that has it cheaper."""
-        y = F.relu(x) if self.leading_relu else x
+        y = F.relu(as_computed(x)) if self.leading_relu else x
         if x.shape[-2:] == (1, 1) and self.conv1.kernel_size == (1, 1):
             # on 1x1 maps the block is a vector MLP, which linear layers run ~7x faster than convolutions (CPU)
             y = F.relu(F.linear(y.flatten(1), self.conv1.weight.flatten(1), self.conv1.bias))
@@ -216,7 +225,7 @@ class AggressiveUpConv(nn.Module):
 
     def cells(self, x):
         """x (N, cin, h, w) -> the output by 4x4 cells, (N, h, w, cout, 16) (see `cells_to_image`)."""
-        y = F.relu(self.conv(F.relu(x)))
+        y = F.relu(self.conv(F.relu(as_computed(x))))
         weight, bias = derived(self, "subpixel", self._subpixel, self.up.weight, self.up.bias, self.scale.alpha)
         out = F.conv2d(y, weight, bias, padding=1).permute(0, 2, 3, 1).unflatten(-1, (self.cout, 16))
         return out + channel_skip(x, self.cout).permute(0, 2, 3, 1).unsqueeze(-1)
