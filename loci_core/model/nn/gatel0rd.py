@@ -66,12 +66,16 @@ class _EligibilityGateL0RD(torch.autograd.Function):
         ctx.reg_lambda = reg_lambda
         ctx.num_inputs = x.shape[1]
         ctx.mark_non_differentiable(trace_g, trace_r, g)
+        # the traces and g get no gradient: None in backward, not zeros as large as the traces made at each step
+        ctx.set_materialize_grads(False)
         return h_new, trace_g, trace_r, g
 
     @staticmethod
     def backward(ctx, grad_h, _grad_trace_g, _grad_trace_r, _grad_g):
         z, g, dg, dr, delta, trace_g, trace_r, w_g, w_r = ctx.saved_tensors
         lam, n_in = ctx.reg_lambda, ctx.num_inputs
+        if grad_h is None:
+            grad_h = torch.zeros_like(g)
         grad_w_g = torch.einsum("nj,nji->ji", grad_h, trace_g) + lam * dg.t() @ z
         grad_w_r = torch.einsum("nj,nji->ji", grad_h, trace_r)
         # one-step credit to the layer input only; the hidden state is detached
