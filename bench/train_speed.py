@@ -20,8 +20,8 @@ the weights, the optimiser states, the eligibility traces of the state, and the 
 containment windows) on 8 generated videos of 120 frames (80x60), data loading included; updates per second is
 the median of the rates `loci train` logs every 50 updates, after the first.
 
-Prints Markdown tables (and, with --compare, the ratios other / this) and writes JSON to
-bench/results/train_speed.json.
+Prints a Markdown table (and, with --compare, the ratios between the checkouts by round) and writes JSON to
+bench/results/train_speed.json (or --json).
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-train", action="store_true", help="skip the loci train runs")
     p.add_argument("--no-split", action="store_true", help="skip the split measurements")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 updates, 110 loci train updates")
+    p.add_argument("--json", type=Path, default=REPO / "bench/results/train_speed.json", help="where to write results")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -239,9 +240,8 @@ def main(argv=None) -> int:
                     results.append(_run(dict(kind="train", code=str(code), data=str(data),
                                              updates=args.train_updates, threads=args.threads)))
     _report(results, codes)
-    out = REPO / "bench/results/train_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
