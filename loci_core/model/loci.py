@@ -246,7 +246,7 @@ class Loci(nn.Module):
         `ramps` are the training schedules (None = fully ramped, for trained models); `generator`
         drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval).
         Training's speed paths: `precision` (torch.bfloat16) runs the encoder's and decoder's convolutions
-        under autocast (`loci_core.precision`); `consume_state` says the caller will not use `state` again,
+        under autocast (`loci_core.model.precision`); `consume_state` says the caller will not use `state` again,
         so its eligibility traces are updated in their own memory (same values, no new ones per step)."""
         self._check_inputs(frame, state, background)
         cfg = self.cfg
