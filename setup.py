@@ -39,5 +39,10 @@ setup(
             "loci = loci_core.cli:main",
             "tracker_node = loci_ros.tracker_node:main",
         ],
+        # `loci` sub-commands of this package (loci_core.cli reads the group; the value is the module)
+        "loci.commands": [
+            "bag = loci_ros.bag_commands",
+            "demo = loci_ros.demo",
+        ],
     },
 )

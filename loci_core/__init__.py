@@ -12,6 +12,7 @@ _PUBLIC = {
     "load_model": "loci_core.model.checkpoint",
     "load_config": "loci_core.config",
     "OnlineTracker": "loci_core.tracking.tracker",
+    "TrackedFrame": "loci_core.tracking.tracker",
     "ProjectiveCamera": "loci_core.data.camera",
 }
 __all__ = sorted(_PUBLIC)

@@ -2,8 +2,8 @@
 
 An eager Loci step allocates and frees tensors of 0.1-2 MB by the dozen. With glibc's default settings much of
 that memory goes back to the kernel when freed (the top of a heap is trimmed, larger blocks are unmapped), so the
-next step touches fresh pages: ~400 page faults and 1.5-2 ms of system time per step of the small config at B=1
-(bench/README.md, 2026-12-03, fourth session). Keeping it costs no more memory than the peak the process reached
+next step touches fresh pages, hundreds of page faults per step (bench/README.md has the measurement). Keeping
+it costs no more memory than the peak the process reached
 anyway; it is only not returned. Compiled steps (`Loci.compile_inference`) reuse their buffers and do not fault.
 
 The entry points that run the model (`loci`, the ROS node, the bag and demo commands, the benchmarks) call

@@ -1,52 +1,55 @@
-"""The `loci` command. Each sub-command lives in the module that owns its idea; this file
-only wires them together. A command module exposes `register(subparsers)`, which adds its
-parser(s) and sets `func` to a callable taking the parsed args and returning an exit code.
+"""The `loci` command. Each sub-command lives in a module that owns its idea; this file only wires
+them together. A command module exposes `register(subparsers)`, which adds its parser(s) and sets
+`func` to a callable taking the parsed args and returning an exit code.
 
 Only the module of the command being run is imported (torch, scipy and rclpy take seconds to
-import); `loci --help` imports them all to list them. Commands that need ROS message types live
-in loci_ros and are offered only when that package is importable, so loci_core never imports ROS.
+import); `loci --help` imports them all to list them. Other installed packages add commands through
+the entry-point group `loci.commands` (name = the command, value = its module), so commands that
+need ROS message types come with the ROS package and this library never names it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
+from importlib.metadata import entry_points
 
 from .allocator import keep_freed_memory
+
+ENTRY_POINT_GROUP = "loci.commands"
 
 COMMANDS = {
     "generate": "loci_core.data.commands",
     "data": "loci_core.data.commands",
-    "train": "loci_core.training.trainer",
-    "eval": "loci_core.evaluation.evaluate",
+    "train": "loci_core.training.command",
+    "eval": "loci_core.evaluation.command",
     "curve": "loci_core.evaluation.learning_curve",
     "save": "loci_core.tools.save_latents",
     "playground": "loci_core.tools.playground",
     "export": "loci_core.tools.export",
     "readout": "loci_core.training.readout",
-    "bag": "loci_ros.bag_commands",
-    "demo": "loci_ros.demo",
 }
 
 
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+def command_modules() -> dict[str, str]:
+    """Every command's module: this library's, then those that installed packages declare (a declared name
+    that is already a command of this library is ignored)."""
+    commands = dict(COMMANDS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        commands.setdefault(ep.name, ep.value)
+    return commands
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every available command, or only with the module that owns `command`."""
+    """The parser with every command, or only with the module that owns `command`."""
     parser = argparse.ArgumentParser(
         prog="loci", description="Loci slot tracking: data, training, evaluation, tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    commands = command_modules()
+    modules = [commands[command]] if command in commands else list(dict.fromkeys(commands.values()))
     for module in modules:
-        if _available(module):
-            importlib.import_module(module).register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 

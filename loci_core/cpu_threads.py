@@ -4,9 +4,8 @@ this process actually gets.
 PyTorch runs each operator on OpenMP threads that meet at a barrier after it. libgomp lets a thread waiting
 there spin for a while before it sleeps. With as many threads as cores and other busy processes beside them, a
 spinning thread burns the time slice that the thread it waits for needs, so a step slows far beyond the share of
-the cores left to it; threads that sleep instead of spinning avoid that. Measured with bench/node_speed.py
---realtime on a loaded 2-core VM: two spinning threads took 1.2-4.9 s per step of the small model, two
-passive ones 42-151 ms, one thread 29-179 ms (bench/README.md).
+the cores left to it; threads that sleep instead of spinning avoid that (bench/node_speed.py --realtime
+measures it; bench/README.md has the figures).
 
 libgomp reads its wait policy (OMP_WAIT_POLICY) once, when torch loads it: `apply_wait_policy` must run before
 torch is imported; the policy then holds for the life of the process, so 'auto' makes threads sleep whenever

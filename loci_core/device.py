@@ -37,3 +37,8 @@ def resolve_device(name: str | torch.device, index: int = 0, flag: str = "--devi
     if number >= count:
         raise DeviceError(f"{flag} {text}, but there is no CUDA device {number} (this machine has {count})")
     return torch.device("cuda", number)
+
+
+def add_device_argument(parser) -> None:
+    """The `--device` option every command shares (resolved by `resolve_device`)."""
+    parser.add_argument("--device", default="auto", help=f"torch device: {CHOICES} (auto: a GPU if torch sees one)")

@@ -1,9 +1,9 @@
 """Plain CDR encoding (little endian, as rmw_fastrtps and rosbag2 store messages), written field by field.
 
 The node's outputs are built straight into these bytes: rclpy would first need a Python object for every
-nested message (a Marker holds nine) and then convert each field into C when publishing. For one frame's
-MarkerArray of 17 markers that took 0.6-2 ms, more than the rest of the output work together, for a model
-step of ~11 ms. rclpy publishers take the bytes as they are (`Publisher.publish(bytes)`), and rosbag2
+nested message (a Marker holds nine) and then convert each field into C when publishing, which for one
+frame's MarkerArray cost more than the rest of the output work together (bench/README.md, Node).
+rclpy publishers take the bytes as they are (`Publisher.publish(bytes)`), and rosbag2
 stores exactly these bytes. tests/test_cdr.py checks every message type against rclpy's own
 deserialisation and re-serialisation, byte for byte but for padding (rclpy leaves it uninitialised; ours
 is zero).

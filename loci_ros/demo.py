@@ -204,7 +204,8 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="generate scenes, track them with the ROS node, write demo_out/")
+    p = subparsers.add_parser("demo", help="generate scenes, track them with the ROS node, write demo_out/",
+                              description=__doc__.splitlines()[0])
     _add_arguments(p)
     p.set_defaults(func=_run)
 

@@ -4,7 +4,7 @@ Works with rclpy messages (``data`` is bytes / ``array.array``) and with rosbags
 (``data`` is a uint8 numpy array). Reading honours ``step`` (rows may be padded) and
 ``is_bigendian``; writing produces unpadded rows in the machine's byte order unless asked
 otherwise. rclpy messages get ``msg.data = arr.tobytes()``: assigning a numpy array instead makes
-rclpy copy element by element (about 50 ms for one 640x480 rgb8 frame).
+rclpy copy element by element (tens of milliseconds for one 640x480 rgb8 frame).
 """
 
 from __future__ import annotations

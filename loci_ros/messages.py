@@ -5,7 +5,7 @@ node publishes. Every message comes out as CDR bytes (loci_ros/cdr.py says why):
 as they are, a bag writer stores them, and `rclpy.serialization.deserialize_message(data, type)` turns
 one into a message object.
 
-Conventions (ros2.md §1.4-1.6): every output carries the input image's header (stamp and optical frame;
+Conventions (docs/ros.md): every output carries the input image's header (stamp and optical frame;
 the frame may be overridden), `Detection2D.id` is the entity id as a string, boxes are in input pixels,
 and the label image holds k+1 for entity k. Markers start with a DELETEALL so entities that disappear do
 not linger in RViz.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from visualization_msgs.msg import Marker
 
-from loci_core.tracking.tracker import Entity, label_image
+from loci_core.tracking.tracker import Entity, TrackedFrame
 from loci_ros.cdr import CdrWriter, constant_block
 from loci_ros.overlay import draw_overlay, entity_color
 
@@ -206,16 +206,19 @@ def _marker(w: CdrWriter, stamped: Stamped, *, ns: str = "", marker_id: int = 0,
     w.raw(_MARKER_LAST)
 
 
-def build_outputs(image: np.ndarray, entities: Sequence[Entity], header, settings: OutputSettings,
+def build_outputs(image: np.ndarray, tracked: TrackedFrame, header, settings: OutputSettings,
                   *, detections: bool = True, masks: bool = True, debug: bool = True, markers: bool = True,
                   camera_k: Sequence[float] | None = None, emit=None) -> TrackerOutputs:
-    """All of one frame's messages from the input image (H, W, 3 uint8 RGB), its entities and its header
-    (a std_msgs/Header, rclpy's or rosbags').
+    """All of one frame's messages from the input image (H, W, 3 uint8 RGB), what the tracker made of it
+    (`OnlineTracker.step`: entities and label image) and its header (a std_msgs/Header, rclpy's or rosbags').
 
     `emit(name, data)`, if given, is called as soon as each message is ready, in the order detections,
     masks, debug_image, markers (the live node publishes the small, most wanted result first)."""
     stamped = Stamped.of(header, settings.frame_id)
     shape = image.shape[:2]
+    entities, labels = tracked.entities, tracked.labels
+    if labels.shape != shape:
+        raise ValueError(f"label image {labels.shape} does not match the input image {shape}")
     out = TrackerOutputs()
 
     def ready(name, data):
@@ -225,7 +228,6 @@ def build_outputs(image: np.ndarray, entities: Sequence[Entity], header, setting
 
     if detections:
         ready("detections", detection_array(entities, stamped))
-    labels = label_image(entities, shape) if (masks or debug) else None
     if masks:
         ready("masks", image_message(labels, "mono8", stamped))
     if debug:

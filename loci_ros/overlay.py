@@ -38,7 +38,7 @@ def draw_overlay(image: np.ndarray, entities: Sequence[Entity],
                  labels: np.ndarray | None = None) -> np.ndarray:
     """Return a new (H, W, 3) uint8 RGB image: `image` with `entities` drawn on it.
 
-    `labels` (H, W) uint8 may be passed when the caller already built it with `tracker.label_image`.
+    `labels` (H, W) uint8 may be passed when the caller has it already (`OnlineTracker.step` returns it).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"overlay needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
@@ -51,7 +51,7 @@ def draw_overlay(image: np.ndarray, entities: Sequence[Entity],
     lut = np.zeros((256, 3), np.uint8)
     for e in entities:
         lut[e.id + 1] = entity_color(e.id)
-    # (cv2 versions of numpy's lut[labels] and copyto(where=...): 5-10x faster on full frames)
+    # (cv2 versions of numpy's lut[labels] and copyto(where=...): several times faster on full frames)
     tint = cv2.LUT(cv2.cvtColor(labels, cv2.COLOR_GRAY2RGB), lut[None])
     blend = cv2.addWeighted(image, 1.0 - MASK_ALPHA, tint, MASK_ALPHA, 0.0)
     out = cv2.copyTo(blend, (labels > 0).view(np.uint8), image.copy())

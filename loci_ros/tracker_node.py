@@ -338,12 +338,12 @@ class TrackerNode(LifecycleNode):
             self.tracker.reset()
         self._input_shape = image.shape[:2]
         t0 = time.perf_counter()
-        entities = self.tracker.step(image)
+        tracked = self.tracker.step(image)
         track_s = time.perf_counter() - t0
         wanted = {name: settings.publish[name] and self._outputs[name] is not None
                   and self._outputs[name].get_subscription_count() > 0 for name in OUTPUTS}
         build_outputs = messages().build_outputs
-        build_outputs(image, entities, msg.header, settings.output, camera_k=self._camera_k,
+        build_outputs(image, tracked, msg.header, settings.output, camera_k=self._camera_k,
                       detections=wanted["detections"], masks=wanted["masks"], debug=wanted["debug_image"],
                       markers=wanted["markers"], emit=lambda name, message: self._outputs[name].publish(message))
         self._count(track_s, time.perf_counter() - start, settings.log_period)

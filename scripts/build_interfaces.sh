@@ -9,7 +9,7 @@
 #   JOBS  parallel compile jobs (default 2)
 #
 # Idempotent: the build directory (.build-interfaces/, gitignored) is recreated on every run and
-# the path fix below only touches files that still need it. Recipe: shared/design/ros2.md §3.14.
+# the path fix below only touches files that still need it. Background: docs/ros.md (ROS 2 from PyPI).
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -29,7 +29,7 @@ for tool in cmake make c++; do
 done
 
 # A guard variable inherited from another venv's Python would make the venv's interpreter skip
-# the ros-wheels-bootstrapper re-exec that puts $VENV/lib on LD_LIBRARY_PATH (ros2.md §3.2).
+# the ros-wheels-bootstrapper re-exec that puts $VENV/lib on LD_LIBRARY_PATH (docs/ros.md).
 unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 start=$(date +%s)
 

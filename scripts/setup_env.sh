@@ -20,7 +20,7 @@ echo "[setup] creating the environment in $VENV (first run: a few minutes)"
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 LOG=$VENV/setup.log
 : > "$LOG"
-# Unset the bootstrapper's guard so the venv's own library path is used (see ros2.md §3.2).
+# Unset the bootstrapper's guard so the venv's own library path is used (see docs/ros.md, ROS 2 from PyPI).
 unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   -r requirements/requirements.txt -c requirements/constraints.txt >>"$LOG" 2>&1 || {

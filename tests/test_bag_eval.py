@@ -62,7 +62,7 @@ def reference(data, checkpoint, one_thread):
     the box centres (as the tracker's detections carry them) and, second, from the label images."""
     from loci_core.data.dataset import CaterVideos
     from loci_core.evaluation.evaluate import evaluate_tracks, summarise_tracks
-    from loci_core.tracking.tracker import OnlineTracker, label_image
+    from loci_core.tracking.tracker import OnlineTracker
 
     tracker = OnlineTracker.from_checkpoint(checkpoint, visibility_threshold=0.0)
     dataset = CaterVideos(data, split="all", size=SIZE)
@@ -73,9 +73,9 @@ def reference(data, checkpoint, one_thread):
         frames = item["frames"].numpy().transpose(0, 2, 3, 1)
         labels, positions = [], np.full((len(frames), tracker.num_slots, 2), np.nan)
         for t, frame in enumerate(frames):
-            entities = tracker.step(np.ascontiguousarray(frame))
-            labels.append(label_image(entities, SIZE))
-            for e in entities:
+            tracked = tracker.step(np.ascontiguousarray(frame))
+            labels.append(tracked.labels)
+            for e in tracked.entities:
                 cx, cy = e.bbox_center_size[:2]
                 positions[t, e.id] = (2 * cy / SIZE[0] - 1, 2 * cx / SIZE[1] - 1)
         videos[item["name"]] = np.stack(labels), item, positions

@@ -142,7 +142,7 @@ def test_equals_online_tracker_with_scene_resets(tracked, videos, checkpoint, pa
     for video in videos:
         tracker.reset()
         for frame in video.frames:
-            data = detection_array(tracker.step(frame), Stamped(0, 0, ""))
+            data = detection_array(tracker.step(frame).entities, Stamped(0, 0, ""))
             expected.append(detections_summary(deserialize_message(data, Detection2DArray)))
     got = [detections_summary(m) for _, m in messages(tracked, "/loci/detections")]
     assert got == expected

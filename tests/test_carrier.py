@@ -86,14 +86,14 @@ def test_online_tracker_publishes_hidden_entities_at_their_carrier():
              ([(0, 0), (0, 0.02)], [0.1, 0.9]),
              ([(0, 0), (0, 0.52)], [0.1, 0.9])]
     for position, vis in steps:
-        entities = {e.id: e for e in tracker._entities(_output(position, vis), (60, 80))}
+        entities = {e.id: e for e in tracker._tracked(_output(position, vis), (60, 80)).entities}
     snitch, cone = entities[0], entities[1]
     assert snitch.hidden and snitch.carrier == 1 and cone.carrier is None
     assert snitch.position_norm == pytest.approx((0.0, 0.47), abs=1e-6)
     assert snitch.position_px[0] == pytest.approx(cone.position_px[0] - 0.05 * 79 / 2, abs=1e-4)
     off = OnlineTracker(Loci(cfg.model), cfg)   # the default: the model's own positions
     for position, vis in steps:
-        entities = {e.id: e for e in off._entities(_output(position, vis), (60, 80))}
+        entities = {e.id: e for e in off._tracked(_output(position, vis), (60, 80)).entities}
     assert entities[0].position_norm == pytest.approx((0.0, 0.0)) and entities[0].carrier is None
 
 

@@ -14,7 +14,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from loci_core.tracking.tracker import Entity  # noqa: E402
+from loci_core.tracking.tracker import Entity, TrackedFrame, label_image  # noqa: E402
 from loci_ros.cdr import CdrWriter  # noqa: E402
 from loci_ros.messages import OutputSettings, build_outputs  # noqa: E402
 
@@ -51,7 +51,8 @@ def test_outputs_decode_and_reencode_to_the_same_bytes(frame_id, count):
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = 1_700_000_123, 999_999_999
     settings = OutputSettings(ground_frame_id="map" + "x" * count, marker_lifetime=0.25)
-    out = build_outputs(image, entities(height, width, count, rng), header, settings,
+    tracked = entities(height, width, count, rng)
+    out = build_outputs(image, TrackedFrame(tracked, label_image(tracked, (height, width))), header, settings,
                         camera_k=[40.0, 0, 20.0, 0, 40.0, 15.0, 0, 0, 1])
     for name, msg_type in TYPES.items():
         data = getattr(out, name)

@@ -38,14 +38,15 @@ def test_online_tracker_refuses_cuda_with_the_same_error(tiny_checkpoint):
 
 
 @no_cuda
-@pytest.mark.parametrize("command", ["train", "eval", "save", "curve"])
+@pytest.mark.parametrize("command", ["train", "eval", "save", "curve", "readout"])
 def test_every_command_says_no_cuda_in_one_line(command, tiny_checkpoint, tiny_data, tmp_path, capsys):
     data, ckpt, out = str(tiny_data), str(tiny_checkpoint), str(tmp_path / "out")
     args = {"train": ["--config", str(tiny_config(tmp_path / "cfg.yaml")), "--data", data, "--out", out,
                       "--split", "all", "--no-progress"],
             "eval": ["--checkpoint", ckpt, "--data", data, "--split", "all", "--out", out, "--no-progress"],
             "save": ["--checkpoint", ckpt, "--data", data, "--video", "0", "--out", out],
-            "curve": ["--checkpoints", ckpt, "--data", data, "--split", "all", "--out", out, "--no-progress"]}
+            "curve": ["--checkpoints", ckpt, "--data", data, "--split", "all", "--out", out, "--no-progress"],
+            "readout": ["--checkpoint", ckpt, "--data", data, "--out", out + ".pt", "--no-progress"]}
     rc = main([command, *args[command], "--device", "cuda"])
     err = capsys.readouterr().err
     assert rc == 2, err

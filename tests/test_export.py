@@ -68,7 +68,7 @@ def test_exported_checkpoint_runs(training_checkpoint, tmp_path):
     tracker = OnlineTracker.from_checkpoint(out)
     assert torch.equal(tracker.background[0], data["background"])
     h, w = model.resolution
-    assert isinstance(tracker.step(np.zeros((h, w, 3), np.uint8)), list)
+    assert tracker.step(np.zeros((h, w, 3), np.uint8)).labels.shape == (h, w)
 
 
 def test_export_without_train_state(tiny_checkpoint, tmp_path):

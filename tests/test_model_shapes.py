@@ -184,9 +184,10 @@ def test_error_map_formula():
 
 
 def test_paper_config_parameter_count():
-    """loci-model.md §3.9 derives ~2.96 M parameters. We have no unused parameters: the original's
-    background module also held an unused per-pixel colour bias (3 x 240 x 320 = 230,400) and a
-    clock scalar (now an explicit schedule); with those added back the count matches within 1 %."""
+    """The original's paper config has about 2.96 M parameters, counted from its layer definitions. Ours has
+    none unused: the original's background module also held an unused per-pixel colour bias
+    (3 x 240 x 320 = 230,400) and a clock scalar (now an explicit schedule); with those added back the count
+    matches within 1 %."""
     model = Loci(load_config(MODELS / "cater.yaml").model)
     total = sum(p.numel() for p in model.parameters())
     parts = {name: sum(p.numel() for p in getattr(model, name).parameters())

@@ -175,7 +175,8 @@ def test_outputs_follow_the_input_and_match_the_tracker(tracker, frames, tiny_ch
         assert all(d.header == det.header for d in det.detections)
         assert all(d.results[0].hypothesis.class_id == "entity" for d in det.detections)
         # the node's results are OnlineTracker's on the same pixels
-        entities = reference.step(frame)
+        tracked = reference.step(frame)
+        entities = tracked.entities
         assert [d.id for d in det.detections] == [str(e.id) for e in entities]
         for d, e in zip(det.detections, entities):
             cx, cy, w, h = e.bbox_center_size
@@ -187,6 +188,7 @@ def test_outputs_follow_the_input_and_match_the_tracker(tracker, frames, tiny_ch
         ids_so_far = ids
         labels = image_to_numpy(masks)
         assert masks.encoding == "mono8" and labels.shape == SIZE
+        assert np.array_equal(labels, tracked.labels)  # the tracker's own label image, published as it is
         assert set(np.unique(labels)) <= {0} | {int(i) + 1 for i in ids}
         assert debug.encoding == "rgb8" and image_to_numpy(debug).shape == SIZE + (3,)
         assert markers.markers[0].action == Marker.DELETEALL and len(markers.markers) == 1 + 2 * len(ids)
@@ -256,7 +258,7 @@ def test_reset_service_starts_a_new_stream(tracker, frames, tiny_checkpoint):
     fresh = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=THRESHOLD)
     for t in (3, 4):  # after the reset the node behaves like a tracker that never saw a frame
         got = detection_summary(client.send(frames[t], stamp=401 + t)["detections"])
-        expected = [(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t])]
+        expected = [(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t]).entities]
         assert [g[0] for g in got] == [e[0] for e in expected]
         assert [g[1:] for g in got] == [pytest.approx(e[1:], abs=1e-6) for e in expected]
     client.node.destroy_client(reset)
@@ -316,11 +318,12 @@ def test_scene_reset_topic_restarts_tracking(namespaced, frames, fg_checkpoint):
     got = [detection_summary(client.send(frames[t], stamp=20 + i)["detections"]) for i, t in enumerate((3, 4))]
 
     fresh = OnlineTracker.from_checkpoint(fg_checkpoint, visibility_threshold=THRESHOLD)
-    expected = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t])] for t in (3, 4)]
+    expected = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in fresh.step(frames[t]).entities]
+                for t in (3, 4)]
     continued = OnlineTracker.from_checkpoint(fg_checkpoint, visibility_threshold=THRESHOLD)
     for frame in first_scene:
         continued.step(frame)
-    without_reset = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in continued.step(frames[t])]
+    without_reset = [[(str(e.id), *e.bbox_center_size, e.visibility) for e in continued.step(frames[t]).entities]
                      for t in (3, 4)]
     assert without_reset != expected, "the frames cannot tell a reset from none"
     for g, e in zip(got, expected):

@@ -15,6 +15,8 @@ import pytest
 RUN_DEPENDS = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "vision_msgs", "visualization_msgs",
                "std_srvs", "lifecycle_msgs", "python3-torch", "python3-opencv", "python3-numpy"}
 CONSOLE_SCRIPTS = {"loci": "loci_core.cli:main", "tracker_node": "loci_ros.tracker_node:main"}
+# `loci` sub-commands of the ROS package, read by loci_core.cli from this entry-point group
+LOCI_COMMANDS = {"bag": "loci_ros.bag_commands", "demo": "loci_ros.demo"}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,7 @@ def test_console_scripts_land_in_lib_package(installed):
     entry_points.read(egg_info / "entry_points.txt")
     declared = {k: v.replace(" ", "") for k, v in entry_points["console_scripts"].items()}
     assert declared == CONSOLE_SCRIPTS
+    assert dict(entry_points["loci.commands"]) == LOCI_COMMANDS
 
 
 def test_python_packages_are_installed(installed, repo_root):

@@ -53,13 +53,17 @@ def test_step_maps_outputs_to_input_pixels(foreground_checkpoint):
     for size in [(60, 80), (240, 320), (120, 170)]:
         tracker.reset()
         for t in range(3):
-            entities = tracker.step(scene(t, size))
+            tracked = tracker.step(scene(t, size))
+            entities = tracked.entities
             assert 0 < len(entities) <= tracker.num_slots
             assert len({e.id for e in entities}) == len(entities)
             masks = np.stack([e.mask for e in entities])
             assert masks.shape == (len(entities),) + size and masks.dtype == bool
             assert masks.sum(0).max() <= 1, "entity masks overlap"
             assert masks.any(), "no entity has pixels: the mask path is not exercised"
+            # the label image the tracker returns is the one its entities' masks make
+            assert tracked.labels.dtype == np.uint8 and tracked.labels.shape == size
+            assert np.array_equal(tracked.labels, label_image(entities, size))
             for e in entities:
                 x, y = e.position_px
                 assert -0.5 <= x <= size[1] - 0.5 and -0.5 <= y <= size[0] - 0.5
@@ -80,7 +84,7 @@ def test_positions_scale_with_the_input(tiny_checkpoint):
     a = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=ALL_VISIBLE)
     b = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=ALL_VISIBLE)
     for fs, fl in zip(small, large):
-        es, el = a.step(fs), b.step(fl)
+        es, el = a.step(fs).entities, b.step(fl).entities
     assert [e.id for e in es] == [e.id for e in el]
     for s, l in zip(es, el):
         scaled = tuple((v + 0.5) * 2 - 0.5 for v in s.position_px)
@@ -93,29 +97,30 @@ def test_deterministic_and_reset_restarts_the_stream(tiny_checkpoint):
     frames = [scene(t) for t in range(4)]
     a = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=ALL_VISIBLE)
     b = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=ALL_VISIBLE)
-    run_a = [[entity_key(e) for e in a.step(f)] for f in frames]
-    run_b = [[entity_key(e) for e in b.step(f)] for f in frames]
+    run_a = [[entity_key(e) for e in a.step(f).entities] for f in frames]
+    run_b = [[entity_key(e) for e in b.step(f).entities] for f in frames]
     assert run_a == run_b
     # The state is carried: the same frame gives another result later in the stream ...
-    assert [entity_key(e) for e in a.step(frames[0])] != run_a[0]
+    assert [entity_key(e) for e in a.step(frames[0]).entities] != run_a[0]
     # ... and reset() starts over exactly.
     a.reset()
-    assert [[entity_key(e) for e in a.step(f)] for f in frames] == run_a
+    assert [[entity_key(e) for e in a.step(f).entities] for f in frames] == run_a
 
 
 def test_unbound_slots_are_not_reported(tiny_checkpoint):
     tracker = OnlineTracker.from_checkpoint(tiny_checkpoint, visibility_threshold=1.0)
-    assert all(tracker.step(scene(t)) == [] for t in range(3))
+    assert all(tracker.step(scene(t)).entities == [] for t in range(3))
 
 
 @pytest.mark.parametrize("with_masks", [True, False])
 def test_hidden_entities_keep_id_position_and_box(tiny_checkpoint, foreground_checkpoint, with_masks):
     path = foreground_checkpoint if with_masks else tiny_checkpoint
     tracker = OnlineTracker.from_checkpoint(path, visibility_threshold=ALL_VISIBLE)
-    seen = tracker.step(scene(0))
+    seen = tracker.step(scene(0)).entities
     assert seen and any(e.mask.any() for e in seen) == with_masks
     tracker.visibility_threshold = 1.0  # from now on nothing counts as visible
-    hidden = tracker.step(scene(1))
+    tracked = tracker.step(scene(1))
+    hidden = tracked.entities
     assert [e.id for e in hidden] == [e.id for e in seen]
     by_id = {e.id: e for e in seen}
     for e in hidden:
@@ -129,14 +134,14 @@ def test_hidden_entities_keep_id_position_and_box(tiny_checkpoint, foreground_ch
                                                         before.bbox[3] - before.bbox[1]))
         else:
             assert x1 - x0 == pytest.approx(4 * e.size_px)
-    assert label_image(hidden, (60, 80)).max() == 0
+    assert tracked.labels.max() == 0 and label_image(hidden, (60, 80)).max() == 0
 
 
 def test_ground_plane_positions(tiny_checkpoint):
     cater = OnlineTracker.from_checkpoint(tiny_checkpoint, camera=ProjectiveCamera.cater(),
                                           visibility_threshold=ALL_VISIBLE)
     assert cater.ground_height == pytest.approx(0.3421497941017151)
-    for e in cater.step(scene(0, (240, 320))):
+    for e in cater.step(scene(0, (240, 320))).entities:
         x, y = e.position_px
         point = np.array([e.ground_xy[0], e.ground_xy[1], cater.ground_height])
         screen = ProjectiveCamera.cater().world_to_screen(point)
@@ -146,7 +151,7 @@ def test_ground_plane_positions(tiny_checkpoint):
     pinhole = PinholeCamera.from_height_pitch(K, 160, 120, cam_height=1.5, pitch_deg=35.0)
     tracker = OnlineTracker.from_checkpoint(tiny_checkpoint, camera=pinhole, visibility_threshold=ALL_VISIBLE)
     assert tracker.ground_height == 0.0
-    for e in tracker.step(scene(0, (240, 320))):  # input at 2x the CameraInfo size
+    for e in tracker.step(scene(0, (240, 320))).entities:  # input at 2x the CameraInfo size
         if e.ground_xy is None:  # above the horizon
             continue
         uv = pinhole.world_to_pixel(np.array([*e.ground_xy, 0.0]))
@@ -220,7 +225,7 @@ def test_compiled_tracker_reports_what_the_eager_one_does(foreground_checkpoint,
     # frames use them: no stream stalls on a compile
     assert counters["stats"]["unique_graphs"] == before + 2
     for t in range(4):
-        a, b = eager.step(scene(t)), compiled.step(scene(t))
+        a, b = eager.step(scene(t)).entities, compiled.step(scene(t)).entities
         assert [e.id for e in a] == [e.id for e in b]
         soft = eager.last.masks[0]  # (O+1, h, w), at the scene's size
         rounding = (soft - compiled.last.masks[0]).abs().max()

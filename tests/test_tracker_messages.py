@@ -12,7 +12,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from loci_core.tracking.tracker import Entity  # noqa: E402
+from loci_core.tracking.tracker import Entity, TrackedFrame, label_image  # noqa: E402
 from loci_ros.image_conversion import image_to_numpy  # noqa: E402
 from loci_ros.messages import (  # noqa: E402
     DETECTION_CLASS_ID,
@@ -39,6 +39,10 @@ def make_entities():
     return [visible, hidden]
 
 
+def tracked(entities):
+    return TrackedFrame(entities, label_image(entities, (H, W)))
+
+
 def header():
     h = Header(frame_id="camera_optical")
     h.stamp.sec, h.stamp.nanosec = 17, 250
@@ -48,7 +52,7 @@ def header():
 def test_build_outputs_fills_all_four_messages_with_the_input_header():
     image = np.full((H, W, 3), 100, np.uint8)
     entities = make_entities()
-    out = build_outputs(image, entities, header(), OutputSettings(ground_frame_id="map"))
+    out = build_outputs(image, tracked(entities), header(), OutputSettings(ground_frame_id="map"))
 
     det = deserialize_message(out.detections, Detection2DArray)
     assert det.header == header()
@@ -85,9 +89,23 @@ def test_build_outputs_fills_all_four_messages_with_the_input_header():
     assert markers[1].lifetime.sec == 1 and markers[1].pose.orientation.w == 1.0
 
 
+def test_masks_and_overlay_use_the_trackers_label_image():
+    # the tracker's label image is published as it is (the node does not rebuild it from the entities)
+    image = np.full((H, W, 3), 100, np.uint8)
+    entities = make_entities()
+    labels = np.zeros((H, W), np.uint8)
+    labels[30:40, 40:50] = 5  # differs from the entities' masks, so a rebuilt image would show
+    out = build_outputs(image, TrackedFrame(entities, labels), header(), OutputSettings())
+    assert np.array_equal(image_to_numpy(deserialize_message(out.masks, Image)), labels)
+    debug = image_to_numpy(deserialize_message(out.debug_image, Image))
+    assert np.array_equal(debug, draw_overlay(image, entities, labels))
+    with pytest.raises(ValueError, match="label image"):
+        build_outputs(image, TrackedFrame(entities, labels[:, :10]), header(), OutputSettings())
+
+
 def test_outputs_can_be_switched_off_and_frame_overridden():
     image = np.zeros((H, W, 3), np.uint8)
-    out = build_outputs(image, make_entities(), header(), OutputSettings(frame_id="other"),
+    out = build_outputs(image, tracked(make_entities()), header(), OutputSettings(frame_id="other"),
                         detections=False, debug=False)
     assert out.detections is None and out.debug_image is None
     masks = deserialize_message(out.masks, Image)
@@ -115,7 +133,7 @@ def test_camera_frame_markers_lie_on_the_entity_ray():
 
 
 def test_empty_entity_list_clears_the_markers():
-    out = build_outputs(np.zeros((H, W, 3), np.uint8), [], header(), OutputSettings())
+    out = build_outputs(np.zeros((H, W, 3), np.uint8), tracked([]), header(), OutputSettings())
     assert len(deserialize_message(out.detections, Detection2DArray).detections) == 0
     assert [m.action for m in deserialize_message(out.markers, MarkerArray).markers] == [Marker.DELETEALL]
     assert image_to_numpy(deserialize_message(out.masks, Image)).max() == 0
@@ -148,7 +166,7 @@ def test_entity_colours_differ_between_neighbouring_ids():
 
 def test_emit_hands_over_each_message_as_soon_as_it_is_ready():
     emitted = []
-    out = build_outputs(np.zeros((H, W, 3), np.uint8), make_entities(), header(), OutputSettings(),
+    out = build_outputs(np.zeros((H, W, 3), np.uint8), tracked(make_entities()), header(), OutputSettings(),
                         emit=lambda name, msg: emitted.append((name, msg)))
     assert [name for name, _ in emitted] == ["detections", "masks", "debug_image", "markers"]
     assert all(getattr(out, name) is msg for name, msg in emitted)

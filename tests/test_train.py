@@ -167,7 +167,7 @@ def test_updates_below_one_are_refused_on_the_command_line(tiny_data, tmp_path, 
 def test_sigint_leaves_a_loadable_checkpoint(tiny_data, tmp_path):
     cfg = tiny_config(tmp_path / "cfg.yaml", updates=100000, checkpoint_every=100000, log_every=1)
     run = tmp_path / "run"
-    proc = subprocess.Popen([PY, "-m", "loci_core.training.trainer", "--config", str(cfg), "--data", str(tiny_data),
+    proc = subprocess.Popen([PY, "-m", "loci_core.cli", "train", "--config", str(cfg), "--data", str(tiny_data),
                              "--out", str(run), "--split", "all", "--device", "cpu", "--no-progress"],
                             env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -258,7 +258,7 @@ def test_torchrun_two_processes_stay_in_sync(tiny_data, tmp_path):
     run = tmp_path / "run"
     torchrun = Path(PY).parent / "torchrun"
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                           "--master_port", str(_free_port()), "-m", "loci_core.training.trainer", "--config", str(cfg),
+                           "--master_port", str(_free_port()), "-m", "loci_core.cli", "train", "--config", str(cfg),
                            "--data", str(tiny_data), "--out", str(run), "--split", "all", "--device", "cpu",
                            "--no-progress"],
                           env=_env(), cwd=REPO, capture_output=True, text=True, timeout=180)

@@ -1,6 +1,6 @@
 """Our vision_msgs interface package is wire-compatible with upstream vision_msgs 4.x.
 
-The RIHS01 hash below is upstream's Detection2DArray hash (shared/design/ros2.md §2): equal hashes
+The RIHS01 hash below is upstream's Detection2DArray hash (vision_msgs 4.x): equal hashes
 mean real ROS 2 nodes, bags and tools accept our messages.
 """
 

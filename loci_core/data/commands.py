@@ -22,8 +22,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(subparsers) -> None:
     gen = subparsers.add_parser(
-        "generate", help="generate a CATER-style data set (videos, scenes, ground truth)"
-    )
+        "generate", help="generate a CATER-style data set (videos, scenes, ground truth)",
+        description="Generate CATER-style videos in CATER's on-disk layout, with instance masks, per-object "
+                    "states and the empty-scene background as extra ground truth (docs/cater.md).")
     gen.add_argument("--out", required=True, type=Path, help="output directory")
     gen.add_argument("--videos", type=int, default=10, help="number of videos")
     gen.add_argument("--seed", type=int, default=0)
@@ -40,7 +41,9 @@ def register(subparsers) -> None:
 
     from loci_core.data.sources import add_footage_arguments
 
-    data = subparsers.add_parser("data", help="inspect data sets: CATER-format, video folders, rosbag2 topics")
+    data = subparsers.add_parser("data", help="inspect data sets: CATER-format, video folders, rosbag2 topics",
+                                 description="Inspect a data set: a contact sheet of one video, or statistics "
+                                             "of its sequences and of the snitch's containment.")
     sub = data.add_subparsers(dest="data_command", metavar="{preview,stats}")
     prev = sub.add_parser("preview", help="contact sheet PNG + animated GIF of one video with masks overlaid")
     prev.add_argument("dir", type=Path)
@@ -50,7 +53,7 @@ def register(subparsers) -> None:
     prev.add_argument("--size", type=_size, default=(240, 320), help="footage: frame size shown, WxH")
     add_footage_arguments(prev)
     prev.set_defaults(func=_preview)
-    stats = sub.add_parser("stats", help="snitch containment statistics (cater.md §0)")
+    stats = sub.add_parser("stats", help="snitch containment statistics (docs/cater.md)")
     stats.add_argument("dir", type=Path, nargs="?", help="data set directory")
     stats.add_argument("--simulate", type=int, metavar="N", help="sample N scenes instead of reading DIR")
     stats.add_argument("--seed", type=int, default=0, help="for --simulate; footage: the split's seed "

@@ -1,4 +1,4 @@
-"""CATER's scene sampler: objects, placement, actions, containment and scheduling (cater.md §1.2-1.4).
+"""CATER's scene sampler: objects, placement, actions, containment and scheduling (docs/cater.md).
 
 The rules, in short:
 - N ~ U{5..10} objects: object 0 the gold metal snitch (0.3), object 1 a medium cone, object 2 a large

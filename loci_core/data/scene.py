@@ -1,6 +1,6 @@
 """What a CATER scene is: objects, their movement log and per-frame locations, camera and lights.
 
-The constants are CATER's (cater.md §1.2-1.4, CATER's generate/data/properties.json and actions.py); the
+The constants are CATER's (docs/cater.md; CATER's generate/data/properties.json and actions.py); the
 field names follow CATER's scene JSON so the writer and reader map one to one.
 """
 

@@ -1,4 +1,4 @@
-"""Scene statistics of cater.md §0 / §3.3, from scenes on disk or straight from the sampler.
+"""Scene statistics of docs/cater.md (The videos), from scenes on disk or straight from the sampler.
 
 Per video (snitch = object "spl", containment physical as in trajectory.py):
 - contained_end:  the snitch is under a cone at the last frame            (CATER re-simulation: ~37 %)
@@ -21,7 +21,7 @@ from loci_core.data.camera import grid_class
 from loci_core.data.scene import VISIBLE, Scene
 from loci_core.data.trajectory import carried, containers, containment_depth
 
-CATER_REFERENCE = {  # cater.md §3.3 (positions-only re-simulation of CATER's rules, 8,000 videos)
+CATER_REFERENCE = {  # a positions-only re-simulation of CATER's sampling rules over 8,000 videos
     "contained_end": 0.37,
     "ever_contained": 0.78,
     "carried": 0.49,

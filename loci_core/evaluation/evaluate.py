@@ -1,4 +1,4 @@
-"""`loci eval`: a checkpoint on whole videos, next to the baselines, in one table.
+"""Evaluation of a checkpoint on whole videos, next to the baselines (`loci eval`; its CLI: command.py).
 
 For every video of the split: `warmup_calls` calls on frame 0, then one call per frame; the call
 on frame t predicts frame t + 1, so Loci's masks, slot positions and snitch read-out of that call
@@ -6,7 +6,7 @@ are compared with the ground truth of frame t + 1 (frames 1 .. T-1). The classic
 the same frames and is scored on the same frames.
 
 Results (printed as Markdown, written as JSON plus a PNG plot):
-* CATER snitch localisation at the last frame (loci-model.md §6.3): top-1, top-5, L1, L2, top-1
+* CATER snitch localisation at the last frame (docs/cater.md): top-1, top-5, L1, L2, top-1
   for the videos whose snitch ends inside a container and for the others, and the per-step L2
   binned by frames since the snitch was contained; besides Loci's read-out, the best of Loci's
   slots in hindsight (the slot nearest the snitch), which tells read-out errors from slot errors;
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,7 +333,7 @@ def video_set_id(names: list[str]) -> str:
 
 def default_batch(level: int, device: str) -> int:
     """Videos per batch when the user did not say: level-2 tensors of many videos overflow a CPU's cache,
-    and per frame batch 8 ran 1.5-2.2x slower than batch 1 (paper config, 2 cores; bench/README.md)."""
+    so on a CPU batch 1 runs a level-2 model fastest per frame (bench/README.md)."""
     return 1 if level >= 2 and torch.device(device).type == "cpu" else 8
 
 
@@ -546,59 +545,4 @@ def _write(results: dict, out: Path) -> None:
     (out / "results.md").write_text(markdown(results) + "\n")
     if results["l2_by_containment"]:
         metrics.plot_binned_l2(results["l2_by_containment"], out / "l2_by_containment.png")
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def register(subparsers) -> None:
-    from ..data.sources import add_footage_arguments
-
-    p = subparsers.add_parser("eval", help="evaluate a checkpoint: CATER table, tracking metrics, baselines",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path,
-                   help="CATER-format directory, folder of video files or rosbag2 (with --topic)")
-    add_footage_arguments(p)
-    p.add_argument("--split", default="test", help="test (CATER's val.txt), train or all")
-    p.add_argument("--batch", type=int, default=None,
-                   help="videos per batch (default: 8, or 1 for level-2 models on a CPU, where that runs fastest; "
-                        "see bench/README.md)")
-    p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
-    p.add_argument("--out", type=Path, help="output directory (default: next to the checkpoint)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--resize", action="store_true", help="resize videos to the checkpoint's resolution")
-    p.add_argument("--compile", action="store_true",
-                   help="compile the model's step with TorchInductor (on a CPU about 1.4x faster, after "
-                        "about two minutes of compiling per batch size; needs a C++ compiler)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from ..data.reader import CaterFormatError
-    from ..data.sources import data_options
-    from ..device import DeviceError, resolve_device
-    from ..model.checkpoint import CheckpointError
-
-    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
-    try:
-        device = resolve_device(args.device)
-        results = evaluate(args.checkpoint, args.data, args.split, args.batch, args.videos, out, device,
-                           args.resize, progress=not args.no_progress, compile_model=args.compile,
-                           data_options=data_options(args))
-    except (EvalError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
-        print(f"loci eval: error: {err}", file=sys.stderr)
-        return 2
-    if results.get("kind") == "footage":
-        from .footage import markdown as footage_markdown
-
-        print(footage_markdown(results))
-        print(f"\nwritten to {out}/ (results.json, results.md, overlays/)", file=sys.stderr)
-        return 0
-    print(markdown(results))
-    print(f"\nwritten to {out}/ (results.json, results.md, videos.json: every video's answers, "
-          "l2_by_containment.png)", file=sys.stderr)
-    return 0
 

@@ -142,6 +142,8 @@ def write_curve(rows: list[dict], last: dict, prefix: Path) -> tuple[Path, Path]
 
 
 def register(subparsers) -> None:
+    from ..device import add_device_argument
+
     p = subparsers.add_parser("curve", help="evaluate several checkpoints: metrics against training updates",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", required=True, nargs="+", type=Path,
@@ -151,7 +153,7 @@ def register(subparsers) -> None:
     p.add_argument("--videos", type=int, help="evaluate only the first N videos of the split")
     p.add_argument("--batch", type=int, default=None, help="videos per batch (default: as loci eval)")
     p.add_argument("--resize", action="store_true", help="resize videos to the checkpoints' resolution")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(p)
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json and PREFIX.png")
     p.add_argument("--extend", action="store_true",
                    help="add to the rows already in PREFIX.json (same videos) instead of replacing them")

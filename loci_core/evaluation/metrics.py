@@ -2,7 +2,7 @@
 
 Two families:
 
-* CATER snitch localisation (loci-model.md §6.3, cater.md §2): top-1 / top-5 over the 6x6 grid
+* CATER snitch localisation (docs/cater.md): top-1 / top-5 over the 6x6 grid
   cells, L1 grid distance with *integer* rows (the original divided the label by 6 with true
   division), L2 in world units on the snitch plane, and the per-step L2 binned by how long the
   snitch has been contained.

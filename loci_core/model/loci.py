@@ -199,18 +199,17 @@ class Loci(nn.Module):
         gradients or noise (tracking, evaluation); training, noisy steps and a sequence's first call stay eager.
 
         Two graphs per batch size, for steps that re-spawn a slot and for steps that do not, each compiled when
-        first needed (about a minute on a 2-core CPU the first time, seconds once TorchInductor's on-disk cache
+        first needed (about a minute on a CPU the first time, seconds once TorchInductor's on-disk cache
         has it), or both now for `batch_size` (one or several), so that no stream stalls on a compile once it
         runs. Parameters stay inputs of the graphs, so later weight changes are used. Needs a C++ compiler on
         the CPU. Outputs agree with the eager step to float rounding; tracked over hundreds of frames, the two
-        drift apart as any two summation orders do. On a CPU: 1.36x tracking the release on CATER videos
-        (level 1), 1.4x for the paper config at level 2 (bench/README.md)."""
+        drift apart as any two summation orders do. bench/README.md has the speed-up on a CPU."""
         on_cpu = self.slot_init.size.device.type == "cpu"
         compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
         if on_cpu and not any(shutil.which(c) for c in compilers if c):  # else a long error at the first step
             raise RuntimeError("compile_inference: TorchInductor needs a C++ compiler to compile for the CPU; "
                                "none found (set CXX, or put g++ or clang++ on PATH)")
-        # kernels called from C++, not Python: 1.05x per step (bench/README.md)
+        # kernels called from C++, not Python: less per-call overhead
         options = {"cpp_wrapper": True}
         # the function, not this model's bound method: a copy of the model must run its own weights
         compiled = torch.compile(Loci._advance, dynamic=False, fullgraph=True, options=options)
@@ -269,8 +268,8 @@ class Loci(nn.Module):
             advance = functools.partial(self._compiled_advance, self)
             # fixed strides (each new layout of an input would compile another graph): the prediction as the
             # graphs give it; the appearance contiguous, although the graphs give it pixels-last: the re-spawn
-            # graph's choice between carried and decoded appearance is a scalar loop, and it ran 3x slower on a
-            # pixels-last input (level 2: 59 vs 18 ms; the copy takes 0.14 ms at level 1)
+            # graph's choice between carried and decoded appearance is a scalar loop, far slower on a pixels-last
+            # input than the copy costs
             prediction, masks, appearance = pixels_last(prediction), masks.contiguous(), appearance.contiguous()
             if background is frame:  # a stream's first frame as its background: graphs are for two distinct tensors
                 background = background.clone()

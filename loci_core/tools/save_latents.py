@@ -87,6 +87,7 @@ def save_video_latents(checkpoint: Path, data: Path, video: str | int, out: Path
 
 def register(subparsers) -> None:
     from ..data.sources import add_footage_arguments
+    from ..device import add_device_argument
 
     p = subparsers.add_parser("save", help="save per-slot latents, step images and an overlay video",
                               description=__doc__.split("\n\n")[0])
@@ -97,7 +98,7 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="index in the split, or the video's name")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--split", default="all", help="split the index refers to: all (default), train or test")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(p)
     p.add_argument("--resize", action="store_true", help="resize the video to the checkpoint's resolution")
     p.add_argument("--no-sheets", action="store_true", help="skip the per-step image sheets")
     p.add_argument("--format", default="gif", choices=("gif", "mp4"), help="overlay video format")

@@ -1,4 +1,4 @@
-"""Loci's losses as pure functions of one step's outputs (loci-model.md §5.3).
+"""Loci's losses as pure functions of one step's outputs (docs/model.md, Losses).
 
 Notation: v = visibility (largest mask value of each slot in this prediction), V = activity
 (running max of v over the sequence). `loci_loss` combines all terms with the weights of a

@@ -1,4 +1,4 @@
-"""Loci's optimisers (loci-model.md §5.2), stepped as the paper does, one update per call.
+"""Loci's optimisers (docs/model.md, Training), stepped as the paper does, one update per call.
 
 - slot initialiser (gestalt mean/std, spawn size): Adam at learning_rate x slot_init_lr_factor (30),
   stepped only at the first call of a sequence;

@@ -125,7 +125,8 @@ def train_readout(train: dict, val: dict, width: int, epochs: int, batch: int, l
 
 def train_from_checkpoint(checkpoint: Path, data: Path, out: Path, videos: int | None = None,
                           val_videos: int = 50, epochs: int = 30, width: int = 32, batch: int = 16,
-                          lr: float = 3e-3, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+                          lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu",
+                          progress: bool = True) -> dict:
     from ..data.dataset import CaterVideos
 
     model, cfg, ckpt = load_model(checkpoint, device=device)
@@ -160,6 +161,8 @@ def train_from_checkpoint(checkpoint: Path, data: Path, out: Path, videos: int |
 
 
 def register(subparsers) -> None:
+    from ..device import add_device_argument
+
     p = subparsers.add_parser("readout", help="train the temporal snitch read-out on a checkpoint's frozen slots",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -173,22 +176,24 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=16, help="videos per batch (recording and training)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..data.reader import CaterFormatError
+    from ..device import DeviceError, resolve_device
 
     if args.out.exists() and args.out.resolve() == args.checkpoint.resolve():
         print("loci readout: error: --out is the input checkpoint; choose another file", file=sys.stderr)
         return 2
     try:
         result = train_from_checkpoint(args.checkpoint, args.data, args.out, args.videos, args.val_videos,
-                                       args.epochs, args.width, args.batch, args.lr, args.seed, args.device,
+                                       args.epochs, args.width, args.batch, args.lr, args.seed,
+                                       resolve_device(args.device),
                                        not args.no_progress)
-    except (ReadoutError, CheckpointError, CaterFormatError, OSError) as err:
+    except (ReadoutError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
         print(f"loci readout: error: {err}", file=sys.stderr)
         return 2
     best = max(result["history"], key=lambda h: h["val_slot_accuracy"])

@@ -1,6 +1,6 @@
-"""Training: `loci train` and `python -m loci_core.training.trainer` (the entry point for torchrun).
+"""Training: the loop behind `loci train` (its command line is training/command.py).
 
-The paper's loop (loci-model.md §5.1): for each batch of clips, a fresh model state, then
+The paper's loop (docs/model.md, Training): for each batch of clips, a fresh model state, then
 `warmup_calls` calls on the first frame (target = that frame, regularisers off), then one call
 per frame (target = the next frame). Every call is one optimiser update (optim.py says which
 optimiser steps when), so `updates` count frames. The schedules (size ramp, background fade-in)
@@ -10,7 +10,7 @@ Resumption is exact: a checkpoint holds, besides the weights and optimiser state
 is in the data (epoch, batch, call within the sequence), the model state of the sequence in
 progress and every random generator, so `--resume` continues with bit-identical parameters.
 
-Several processes (`torchrun --nproc_per_node N -m loci_core.training.trainer ...`): each process trains on
+Several processes (`torchrun --nproc_per_node N -m loci_core.cli train ...`): each process trains on
 its own share of every epoch (DistributedSampler) with `train.batch_size` clips; after each
 backward pass the gradients are averaged over the processes with one all-reduce, so all
 processes take identical optimiser steps. Only rank 0 writes files.
@@ -18,7 +18,6 @@ processes take identical optimiser steps. Only rank 0 writes files.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import os
@@ -33,9 +32,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import ConfigError, LociConfig, config_from_dict, load_config, save_config
-from ..data.sources import add_footage_arguments, data_options
-from ..device import DeviceError, resolve_device
+from ..config import LociConfig
+from ..device import resolve_device
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.loci import Loci
 from ..model.precision import training_dtype
@@ -43,7 +41,6 @@ from ..model.schedules import lr_factor, ramps_at
 from ..model.state import LociState
 from .losses import loci_loss
 from .optim import LociOptimisers
-from .run_checks import earlier_run_problem, resume_data_problem, resume_settings_problem
 from .run_dir import RunDir
 
 # Exit codes besides 0 (done): bad input, a non-finite loss, stopped by a signal (128 + SIGINT).
@@ -73,7 +70,7 @@ class Dist:
         return self.world > 1
 
 
-def _init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(), resolve_device(device_name)
@@ -496,143 +493,3 @@ class Trainer:
                 signal.signal(s, h)
             if self.dist.main:
                 self.run.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="model/training config YAML (config/models/<name>.yaml)")
-    p.add_argument("--data", type=Path, help="CATER-format directory, folder of video files or rosbag2 "
-                                             "(with --topic) (on --resume: the run's)")
-    add_footage_arguments(p)
-    p.add_argument("--stage", type=int, help="apply this stage's overrides from the config")
-    p.add_argument("--init", type=Path, metavar="CKPT", help="start from these weights (previous stage)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
-    p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--updates", type=_positive_int, metavar="N", help="stage length (overrides train.updates)")
-    p.add_argument("--max-minutes", type=float, metavar="M",
-                   help="time box: after M minutes of training, write a checkpoint and end (exit 0); "
-                        "continue later with --resume")
-    p.add_argument("--split", default="train", help="data split to train on: train | test | all")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the files of an earlier run in --out (config, logs, checkpoints) and start anew")
-    p.add_argument("--resize", action="store_true",
-                   help="on --resume: accept --data whose videos have another size than the run's data")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", help="train Loci on CATER-format videos (one optimiser step per frame)",
-        description="Train Loci (loci-model.md §5). Multi-process: torchrun --nproc_per_node N -m "
-                    "loci_core.training.trainer ARGS.")
-    _add_arguments(p)
-    p.set_defaults(func=run)
-
-
-def _setup(args, ddp: Dist, device: torch.device) -> Trainer:
-    if args.resume is not None:
-        run = RunDir(args.resume)
-        latest = run.latest_checkpoint()
-        if latest is None:
-            raise TrainError(f"{args.resume}: no checkpoint to resume from (expected checkpoints/step-*.pt)")
-        ckpt = load_checkpoint(latest)
-        cfg = config_from_dict(ckpt["config"], source=f"{latest} (config)")
-        problem = resume_settings_problem(cfg, latest, run, args.config, args.stage)
-        if problem:
-            raise TrainError(problem)
-        ts = ckpt.get("train_state") or {}
-        data = args.data or (Path(ts["data"]) if "data" in ts else None)
-        split = ts.get("split", args.split)
-        if args.updates is not None:
-            cfg.train.updates = args.updates
-        if data is None:
-            raise TrainError("--data is required")
-        problem = resume_data_problem(latest, ts, cfg.resolution, data, split, args.resize)
-        if problem:
-            raise TrainError(problem)
-        options = {**ts.get("data_options", {}), **data_options(args)}
-        trainer = Trainer(cfg, data, run, device, ddp, split=split, progress=not args.no_progress,
-                          data_options=options)
-        trainer.resume_from(latest)
-        if ddp.main:
-            print(f"loci train: resuming {latest} at update {trainer.global_step}", file=sys.stderr)
-        return trainer
-
-    if args.config is None or args.data is None:
-        raise TrainError("--config and --data are required (or --resume RUN_DIR)")
-    cfg = load_config(args.config, stage=args.stage)
-    if args.updates is not None:
-        cfg.train.updates = args.updates
-    name = args.config.stem + (f"-stage{args.stage}" if args.stage is not None else "")
-    run = RunDir(args.out or Path("runs") / name)
-    problem = earlier_run_problem(run)
-    if problem and not args.overwrite:
-        raise TrainError(problem)
-    trainer = Trainer(cfg, args.data, run, device, ddp, split=args.split, progress=not args.no_progress,
-                      data_options=data_options(args))
-    if args.init is not None:
-        trainer.init_from(args.init)
-    if ddp.active:
-        dist.barrier()  # every process has looked at the run directory before rank 0 clears and writes it
-    if ddp.main:
-        removed = run.clear() if args.overwrite else []
-        if removed:
-            print(f"loci train: --overwrite: deleted {len(removed)} file(s) of an earlier run in {run.path}",
-                  file=sys.stderr)
-        run.create()
-        save_config(cfg, run.config_yaml)
-    return trainer
-
-
-def run(args) -> int:
-    from ..data.reader import CaterFormatError
-
-    ddp = Dist()
-    try:
-        ddp, device = _init_distributed(args.device)
-        trainer = _setup(args, ddp, device)
-        if args.max_minutes is not None:
-            if args.max_minutes <= 0:
-                raise TrainError(f"--max-minutes must be positive, got {args.max_minutes}")
-            trainer.deadline = time.monotonic() + 60.0 * args.max_minutes
-        code = trainer.train()
-        if ddp.active:
-            # no process tears the process group down while another still works (rank 0 writes the last
-            # checkpoint after the last collective): without this wait, 1 two-process CPU run in 20 aborted at
-            # exit after finishing ("terminate called without an active exception"); with it, none in 60
-            dist.barrier()
-        return code
-    except (TrainError, ConfigError, CheckpointError, CaterFormatError, DeviceError, OSError) as err:
-        print(f"loci train: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:  # Ctrl-C while loading data or building the model (train() handles it later)
-        print("loci train: interrupted before training started; no checkpoint written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if ddp.active and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loci_core.training.trainer", description=register.__doc__)
-    _add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-

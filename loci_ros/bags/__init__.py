@@ -24,5 +24,5 @@ GT_MASKS_TOPIC = "/ground_truth/masks"
 SCENE_RESET_TOPIC = "/loci/scene_reset"
 # Bag time between the last frame of one video and the first frame of the next.
 VIDEO_GAP_S = 1.0
-# Bag time of the first frame of a made bag (fixed, so equal inputs make equal bags; 2023-11-14).
+# Bag time of the first frame of a made bag (fixed, so equal inputs make equal bags).
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000

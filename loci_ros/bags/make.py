@@ -6,7 +6,7 @@ rosbags (no ROS install); the CATER reading is loci_core.data's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +134,3 @@ def _check(video: Video) -> None:
     if video.instance_ids is not None and video.instance_ids.shape != f.shape[:3]:
         raise ValueError(f"video {video.name}: instance ids {video.instance_ids.shape} do not match frames "
                          f"{f.shape[:3]}")
-
-
-def iter_limit(videos: Iterable[Video], limit: int | None) -> Iterator[Video]:
-    for i, video in enumerate(videos):
-        if limit is not None and i >= limit:
-            return
-        yield video

@@ -168,9 +168,9 @@ def track_bag(bag: str | Path, out: str | Path, checkpoint: str | None = None,
                     if input_shape is not None and image.shape[:2] != input_shape:
                         tracker.reset()  # as the node does when the input size changes
                     input_shape = image.shape[:2]
-                    entities = tracker.step(image)
+                    tracked = tracker.step(image)
                     stats.frames += 1
-                    outputs = build_outputs(image, entities, msg.header, settings, camera_k=camera_k,
+                    outputs = build_outputs(image, tracked, msg.header, settings, camera_k=camera_k,
                                             detections="detections" in topics, masks="masks" in topics,
                                             debug="debug_image" in topics, markers="markers" in topics)
                     for name, topic in topics.items():

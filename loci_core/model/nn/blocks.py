@@ -72,7 +72,7 @@ class ResidualBlock(nn.Module):
         """`skip`, if given, is channel_skip(x, cout), from a caller that has it cheaper."""
         y = F.relu(as_computed(x)) if self.leading_relu else x
         if x.shape[-2:] == (1, 1) and self.conv1.kernel_size == (1, 1):
-            # on 1x1 maps the block is a vector MLP, which linear layers run ~7x faster than convolutions (CPU)
+            # on 1x1 maps the block is a vector MLP, which linear layers run much faster than convolutions (CPU)
             y = F.relu(F.linear(y.flatten(1), self.conv1.weight.flatten(1), self.conv1.bias))
             y = F.linear(y, self.conv2.weight.flatten(1), self.conv2.bias)[..., None, None]
             return self._scaled(y) + (channel_skip(x, self.cout) if skip is None else skip)
@@ -186,7 +186,7 @@ class AggressiveConvTo1x1(nn.Module):
 
     def forward(self, x):
         y = F.relu(self.conv1(x))  # (N, cin, kh, kw): exactly the last kernel's size
-        # a convolution that covers its whole input is a linear layer (and runs ~5x faster as one on a CPU)
+        # a convolution that covers its whole input is a linear layer (and runs much faster as one on a CPU)
         y = F.linear(y.flatten(1), self.conv2.weight.flatten(1), self.conv2.bias)[..., None, None]
         return self.scale(y) + channel_skip(x.mean((2, 3), keepdim=True), self.cout)
 
@@ -209,8 +209,7 @@ class AggressiveUpConv(nn.Module):
     as a 3x3 convolution + pixel shuffle (`subpixel_weight`). The whole sum is formed before the
     pixel shuffle, on the 16x smaller latent grid: alpha and the bias go into that convolution's
     weights, and the skip, the same channel average at all 16 sub-pixels, is added to them by
-    broadcasting. (Adding bias, scale and skip at the output resolution made the RGB head 1.3x slower
-    on a CPU.)"""
+    broadcasting, cheaper than adding bias, scale and skip at the output resolution."""
 
     def __init__(self, cin: int, cout: int, alpha: float):
         super().__init__()
@@ -260,7 +259,7 @@ def image_to_cells(image: torch.Tensor) -> torch.Tensor:
 
 def pixel_shuffle4(x: torch.Tensor) -> torch.Tensor:
     """F.pixel_shuffle(x, 4), values and memory layout; without gradients, a gather of x's memory through an
-    index kept per shape and layout, which runs 2-3x faster on a CPU than the shuffle (a 6-D strided copy of
+    index kept per shape and layout, which runs faster on a CPU than the shuffle (a 6-D strided copy of
     4-element runs). Level-1 sizes only: the index of a level-2 output would take tens of MB."""
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
     if torch.is_grad_enabled() or torch.compiler.is_compiling() or not dense or x.numel() > GATHER_LIMIT:

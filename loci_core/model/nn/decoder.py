@@ -24,8 +24,7 @@ from .gaussian import gaussian_maps, prioritize
 
 def neighbourhoods(maps: torch.Tensor) -> torch.Tensor:
     """maps (N, h, w) -> (N, h*w, 9): each position's zero-padded 3x3 neighbourhood, row by row (the
-    order of a 3x3 convolution's weights). F.unfold gives the same, transposed; on the decoder's 20 maps
-    per frame it ran 1.4x slower eager (same speed compiled)."""
+    order of a 3x3 convolution's weights). F.unfold gives the same, transposed, and ran slower eager."""
     n, h, w = maps.shape
     padded = F.pad(maps, (1, 1, 1, 1))
     return torch.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1).view(n, h * w, 9)
@@ -93,7 +92,7 @@ class Decoder(nn.Module):
         # convolved with its own 3x3 kernel (the weights summed over the gestalt), 1/G of the work and no
         # (N, G, h, w) input to build; and its channel skip is maps x (the skip of the gestalt vector).
         # As a batched matrix product over each position's 3x3 neighbourhood (a grouped convolution with one
-        # group per slot runs at a few GFLOP/s): alone 1.3-1.9x faster eager, 1.6-3x compiled. Its (N, h*w, C)
+        # group per slot runs at a few GFLOP/s), faster eager and compiled. Its (N, h*w, C)
         # result is already channels-last, the layout the next convolution wants.
         kernels = torch.einsum("cgk,ng->nkc", first.conv1.weight.flatten(2), gestalt.flatten(0, 1))  # (N, 9, C)
         y = torch.baddbmm(first.conv1.bias, neighbourhoods(maps.flatten(0, 1)), kernels)  # (N, h*w, C)

@@ -6,7 +6,7 @@ matrices stacked into one. In training that rewriting is part of the graph and r
 Without gradients (tracking, evaluation) the result only changes when a parameter does, so it is kept
 and reused while every parameter it came from is the same tensor at the same version: an optimiser step,
 `load_state_dict`, `.to()` and any in-place change made through PyTorch all change one or the other. At
-batch 1 on a CPU the rewriting was ~5 % of a step.
+batch 1 on a CPU the rewriting is a noticeable share of a step.
 """
 
 from __future__ import annotations

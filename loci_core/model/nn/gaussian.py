@@ -30,7 +30,7 @@ def gaussian_factors(position: torch.Tensor, size: tuple[int, int]) -> tuple[tor
 
 
 # Far tails of the Gaussians underflow into subnormal floats (below 1.2e-38), and x86 CPUs compute with
-# subnormal operands many times slower: the first decoder convolution ran 1.8x slower for them (Intel Xeon).
+# subnormal operands many times slower (bench/subnormal_tails.py measures it).
 # Factors below TAIL are set to exactly 0; relative to the peak of 1 that is far below float32 resolution.
 TAIL = 1e-10
 

@@ -1,6 +1,6 @@
 """Model side of the playground (no Qt): decode one slot and composite it over a background.
 
-The composite is the model's own composition (loci-model.md §3.8) for a scene that holds just
+The composite is the model's own composition (docs/model.md, step 8) for a scene that holds just
 this slot: mask = softmax over [slot mask logit, background mask logit] (= sigmoid of their
 difference), slot colour = sigmoid(RGB logit + model.colour_bias), image = mask * colour +
 (1 - mask) * background.
