@@ -13,6 +13,7 @@ RUNS = {
     "kernel_bound": [],
     "node_speed": [],
     "subnormal_tails": [],
+    "train_speed": [],
 }
 
 

@@ -33,6 +33,7 @@ SNITCH_MODES = ("off", "probe", "joint")
 READOUTS = ("slot", "temporal")
 IMPLEMENTATIONS = ("reference", "fast")
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "bfloat16", "auto")
 ENCODER_INPUTS = 12
 """channels of the encoder's per-slot input image (frame 3, error 1, masks 3, appearance 3, positions 2)"""
 
@@ -165,6 +166,10 @@ class TrainConfig:
     """'constant' (the paper) or 'cosine': every learning rate falls along a half cosine from its value to
     lr_final_factor x its value over the stage's `updates` (counted from the stage's first update)"""
     lr_final_factor: float = 0.0
+    precision: str = "float32"
+    """arithmetic of the encoder's and decoder's convolutions in training: 'float32', 'bfloat16' (autocast; the
+    residual streams, predictor, slot initialiser, losses and optimisers stay float32) or 'auto' (bfloat16 on a
+    CPU with native bfloat16 arithmetic, AMX or AVX512-BF16, else float32)"""
     betas: tuple[float, float] = (0.9, 0.999)
     slot_init_betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-16
@@ -348,6 +353,8 @@ def _validate(cfg: LociConfig) -> LociConfig:
                           f"{cfg.train.window_len} / {cfg.train.window_lead}")
     if cfg.train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {cfg.train.lr_schedule!r}")
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {cfg.train.precision!r}")
     if not 0.0 <= cfg.train.lr_final_factor <= 1.0:
         raise ConfigError(f"train.lr_final_factor must be in [0, 1], got {cfg.train.lr_final_factor}")
     _check_train_ranges(cfg.train)

@@ -63,9 +63,11 @@ def test_inference_is_the_same_function(mode, level, level1_channels):
         assert torch.allclose(x, y, atol=1e-5, rtol=1e-4)
 
 
-def test_training_updates_are_the_same():
+@pytest.mark.parametrize("consume_state", [False, True])
+def test_training_updates_are_the_same(consume_state):
     """Train mode (noise and spawning from equal generators), a loss through every block, three optimiser
-    steps: the outputs, every gradient and the updated weights agree."""
+    steps: the outputs, every gradient and the updated weights agree (also with the eligibility traces updated
+    in place, as the trainer runs)."""
     fast, reference = twins(1, 24, seed=1)
     frames, background = clip(fast.resolution, seed=1, steps=4)
     optimisers = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (fast, reference)]
@@ -74,7 +76,8 @@ def test_training_updates_are_the_same():
     for t in range(3):
         outs = []
         for i, model in enumerate((fast, reference)):
-            out, states[i] = model.step(frames[t], states[i], background, generator=generators[i])
+            out, states[i] = model.step(frames[t], states[i], background, generator=generators[i],
+                                        consume_state=consume_state)
             loss = ((out.prediction - frames[t + 1]).square().mean() + out.appearance_logits.square().mean()
                     + out.gestalt.mean() + out.position.square().mean() + out.snitch.square().mean())
             optimisers[i].zero_grad()

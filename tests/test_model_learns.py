@@ -51,8 +51,10 @@ def sprite_clips(n: int, steps: int, generator: torch.Generator, start_within: f
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_two_sprites(repo_root, one_thread):
-    # one thread: the same arithmetic (and so the same trajectory) on every machine
+@pytest.mark.parametrize("precision", [None, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_tiny_model_learns_two_sprites(repo_root, one_thread, precision):
+    # one thread: the same arithmetic (and so the same trajectory) on every machine; bfloat16 = train.precision's
+    # reduced-precision convolutions (tests/test_training_speed_paths.py), which must learn as well
     cfg = load_config(repo_root / "config/models/tiny.yaml")
     torch.manual_seed(0)
     model = Loci(cfg.model).train()
@@ -65,7 +67,7 @@ def test_tiny_model_learns_two_sprites(repo_root, one_thread):
         frames, _ = sprite_clips(batch, steps + 1, data, start_within=8)
         state = model.initial_state(batch)
         for t in range(steps):
-            out, state = model.step(frames[:, t], state, background, Ramps.full(), data)
+            out, state = model.step(frames[:, t], state, background, Ramps.full(), data, precision=precision)
             terms = loci_loss(out, frames[:, t + 1], background, cfg.train, 1.0, cfg.model.colour_bias,
                               regularize=t > 0)
             optimiser.zero_grad()

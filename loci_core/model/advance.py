@@ -52,6 +52,10 @@ class AdvanceInputs:
     generator: torch.Generator | None
     respawn: bool
     """False when every slot carries on (nothing to spawn)"""
+    precision: torch.dtype | None = None
+    """autocast dtype of the encoder's and decoder's convolutions (training), None: float32"""
+    in_place_traces: bool = False
+    """the caller gives the eligibility traces up: they are updated in their own memory"""
 
 
 @dataclass

@@ -46,6 +46,7 @@ from .nn.gaussian import gaussian_maps, others, prioritize
 from .nn.predictor import Predictor
 from .nn.slot_init import SlotInitialiser
 from .nn.temporal_readout import TemporalReadout
+from .precision import autocast
 from .schedules import Ramps
 from .state import LociState
 
@@ -175,12 +176,14 @@ class Loci(nn.Module):
             return fast_decoder.decode(self.decoder, position, gestalt, priority, self._level)
         return self.decoder(position, gestalt, priority, self._level)
 
-    def _appearance(self, position, gestalt):
+    def _appearance(self, position, gestalt, precision: torch.dtype | None = None):
         """Un-occluded RGB logits: (B, O, 3) / (B, O, G) -> (B, O, 3, H, W)."""
-        if self.implementation == "fast":
-            return fast_decoder.appearance(self.decoder, position, gestalt, self._level)
         b, o = position.shape[:2]
-        return self.decoder.rgb(self.decoder.features(position, gestalt), self._level).unflatten(0, (b, o))
+        with autocast(position.device, precision):
+            if self.implementation == "fast":
+                return fast_decoder.appearance(self.decoder, position, gestalt, self._level).float()
+            features = self.decoder.features(position, gestalt)
+            return self.decoder.rgb(features, self._level).unflatten(0, (b, o)).float()
 
     def _check_inputs(self, frame, state, background):
         h, w = self.resolution
@@ -232,12 +235,16 @@ class Loci(nn.Module):
             self.train(training)
 
     def step(self, frame: torch.Tensor, state: LociState, background: torch.Tensor,
-             ramps: Ramps | None = None, generator: torch.Generator | None = None):
+             ramps: Ramps | None = None, generator: torch.Generator | None = None, *,
+             precision: torch.dtype | None = None, consume_state: bool = False):
         """One call: frame X_t (B, 3, H, W) in [0, 1] RGB, the state, the background image
         (1 or B, 3, H, W) -> (StepOutput with the prediction of X_{t+1}, the new state).
 
         `ramps` are the training schedules (None = fully ramped, for trained models); `generator`
-        drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval)."""
+        drives all noise and spawning (used in train mode, or in eval with model.noise_in_eval).
+        Training's speed paths: `precision` (torch.bfloat16) runs the encoder's and decoder's convolutions
+        under autocast (`loci_core.model.precision`); `consume_state` says the caller will not use `state` again,
+        so its eligibility traces are updated in their own memory (same values, no new ones per step)."""
         self._check_inputs(frame, state, background)
         cfg = self.cfg
         ramps = ramps or Ramps.full()
@@ -258,7 +265,8 @@ class Loci(nn.Module):
             appearance=state.appearance, hidden=state.hidden, traces=state.traces,
             background_logit=background_logit, background_shown=background_shown, std_scale=ramps.std_scale,
             noisy=noisy, generator=generator,
-            respawn=state.appearance is None or noisy or not bool(active.all()))  # else every slot carries on
+            respawn=state.appearance is None or noisy or not bool(active.all()),  # else every slot carries on
+            precision=precision, in_place_traces=consume_state)
         if self.implementation == "reference":
             new = self._advance(inputs)
         elif compiled_ok and state.masks is not None:
@@ -281,7 +289,7 @@ class Loci(nn.Module):
         memory_appearance = None
         if self.training:
             with torch.no_grad():
-                memory_appearance = self._appearance(memory_position, memory_gestalt)
+                memory_appearance = self._appearance(memory_position, memory_gestalt, precision)
 
         # 10. the temporal snitch read-out, over the new slot states and its own memory
         snitch, snitch_weights, snitch_scores, readout_hidden = new.snitch, new.snitch_weights, None, None
@@ -319,21 +327,22 @@ class Loci(nn.Module):
             readout_hidden=None if readout_hidden is None else readout_hidden.detach())
         return out, new_state
 
-    def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator):
+    def _respawn(self, position, gestalt, priority, active, appearance, error, noisy: bool, generator,
+                 precision: torch.dtype | None = None):
         """Step 3 of `step` (in `_start`): the carried slot states with every inactive slot re-spawned, and the
         un-occluded appearance of the result (None = a sequence's first call: decode all). Eager, only the
         re-spawned slots are decoded; compiled, where shapes must not depend on how many re-spawn, all are, and
         the carried appearance is kept for the active ones."""
         position, gestalt, priority = self.slot_init(position, gestalt, priority, active, error, noisy, generator)
         if appearance is None:
-            return position, gestalt, priority, self._appearance(position, gestalt)
+            return position, gestalt, priority, self._appearance(position, gestalt, precision)
         if torch.compiler.is_compiling():
             decoded = self._appearance(position, gestalt)
             return position, gestalt, priority, torch.where(active[..., None, None, None], appearance, decoded)
         if bool(active.all()):  # in train mode slots are spawned (drawing noise) even when none re-spawns
             return position, gestalt, priority, appearance
         fresh = (~active).nonzero(as_tuple=True)
-        decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1))[:, 0]
+        decoded = self._appearance(position[fresh].unsqueeze(1), gestalt[fresh].unsqueeze(1), precision)[:, 0]
         return position, gestalt, priority, appearance.index_put(fresh, decoded)
 
     def _start(self, x: AdvanceInputs):
@@ -346,7 +355,7 @@ class Loci(nn.Module):
         if not x.respawn:
             return error, x.position, x.gestalt, x.priority, x.appearance
         return error, *self._respawn(x.position, x.gestalt, x.priority, x.active, x.appearance, error, x.noisy,
-                                     x.generator)
+                                     x.generator, x.precision)
 
     def _advance(self, x: AdvanceInputs) -> Advanced:
         """Steps 2-8 of `step`, from the new frame and the carried state to the predicted next frame (the
@@ -362,7 +371,8 @@ class Loci(nn.Module):
         # 4. masks of the current state (decoded on a sequence's first call, carried afterwards)
         masks = x.masks
         if masks is None:
-            slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level)
+            with autocast(x.frame.device, x.precision):
+                slot_logits = self.decoder.masks(self.decoder.features(position, gestalt, priority), level).float()
             masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), x.background_logit], 1), 1)
         masks = masks.detach()  # (B, O+1, H, W)
 
@@ -380,21 +390,23 @@ class Loci(nn.Module):
             appearance,  # 7-9
             where.unsqueeze(2), where_others.unsqueeze(2),  # 10, 11
         ], dim=2).flatten(0, 1)  # (N, 12, H, W)
-        enc_position, enc_gestalt, enc_priority = self.encoder(
-            encoder_input, level, x.std_scale)  # (N, 3), (N, G), (N,)
+        with autocast(x.frame.device, x.precision):  # float32 outputs: each block adds its branch to a float32 skip
+            enc_position, enc_gestalt, enc_priority = self.encoder(
+                encoder_input, level, x.std_scale)  # (N, 3), (N, G), (N,)
 
         # 6. predictor: attention across slots + GateL0RD per slot -> next-step slot states
         pred = self.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
-                              x.hidden, x.traces, x.noisy, x.generator)
+                              x.hidden, x.traces, x.noisy, x.generator, x.in_place_traces)
         new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
         # (B, O, 3), (B, O, G), (B, O)
 
         # 7. decoder: occlusion-ordered (for the composite) and un-occluded (the slots' own appearance:
         #    output, losses, next call's encoder input)
-        occluded = self.decoder.features(new_position, new_gestalt, new_priority)  # (N, C, h, w)
-        mask_logits = self.decoder.masks(occluded, level).view(b, o, h, w)
-        rgb_logits = self.decoder.rgb(occluded, level).view(b, o, 3, h, w)
-        new_appearance = self._appearance(new_position, new_gestalt)  # (B, O, 3, H, W)
+        with autocast(x.frame.device, x.precision):
+            occluded = self.decoder.features(new_position, new_gestalt, new_priority)  # (N, C, h, w)
+            mask_logits = self.decoder.masks(occluded, level).view(b, o, h, w)
+            rgb_logits = self.decoder.rgb(occluded, level).view(b, o, 3, h, w)
+        new_appearance = self._appearance(new_position, new_gestalt, x.precision)  # (B, O, 3, H, W)
 
         # 8. composition: softmax masks over slots + background, colours, predicted next frame
         new_masks = torch.softmax(torch.cat([mask_logits, x.background_logit], 1), 1)  # (B, O+1, H, W)

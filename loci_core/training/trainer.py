@@ -36,6 +36,7 @@ from ..config import LociConfig
 from ..device import resolve_device
 from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..model.loci import Loci
+from ..model.precision import training_dtype
 from ..model.schedules import lr_factor, ramps_at
 from ..model.state import LociState
 from .losses import loci_loss
@@ -190,6 +191,7 @@ class Trainer:
         torch.manual_seed(tc.seed)  # the same initial weights in every process (and every run)
         self.model = Loci(cfg.model).to(device).train()
         self.optimisers = LociOptimisers(self.model, tc)
+        self.precision = training_dtype(tc.precision, device)
         self.data_options = dict(data_options or {})  # --topic, --background, ... (footage_arguments)
         self.dataset = open_video_data(self.data_root, split=split, size=self.model.resolution,
                                        clip_len=tc.clip_len, seed=tc.seed, min_frames=tc.clip_len or 2,
@@ -314,7 +316,9 @@ class Trainer:
         ramps = ramps_at(self.global_step, tc)
 
         model.zero_grad(set_to_none=True)
-        out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator)
+        # the state is replaced by new_state below, so the step may update its traces in place
+        out, new_state = model.step(frame, self.state, batch["background"], ramps, self.generator,
+                                    precision=self.precision, consume_state=True)
         terms = None
         if bool(torch.isfinite(out.prediction).all()):  # the image loss rejects NaN inputs outright
             snitch_target = (batch["snitch_screen"][:, t_out]

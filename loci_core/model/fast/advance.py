@@ -11,6 +11,7 @@ import torch
 
 from ..advance import Advanced, AdvanceInputs
 from ..nn.gaussian import gaussian_maps, others, prioritize
+from ..precision import autocast
 from . import decoder as fast_decoder
 from . import gatel0rd
 from .encoder import encode, grouped
@@ -32,7 +33,8 @@ def advance(model, x: AdvanceInputs) -> Advanced:
 
     masks = x.masks
     if masks is None:
-        slot_logits, _ = fast_decoder.decode(decoder, position, gestalt, priority, level)
+        with autocast(x.frame.device, x.precision):
+            slot_logits = fast_decoder.decode(decoder, position, gestalt, priority, level)[0].float()
         masks = torch.softmax(torch.cat([slot_logits.view(b, o, h, w), x.background_logit], 1), 1)
     masks = masks.detach()  # (B, O+1, H, W)
 
@@ -51,19 +53,21 @@ def advance(model, x: AdvanceInputs) -> Advanced:
     per_frame = torch.cat([x.frame, error, masks[:, o:]], 1)  # (B, 5, H, W): channels 0-2, 3, 6
     encoder_input = grouped(per_slot.flatten(0, 1).permute(0, 3, 1, 2),
                             per_frame.contiguous(memory_format=torch.channels_last))
-    enc_position, enc_gestalt, enc_priority = encode(model.encoder, encoder_input, level, x.std_scale)
+    with autocast(x.frame.device, x.precision):  # float32 outputs: each block adds its branch to a float32 skip
+        enc_position, enc_gestalt, enc_priority = encode(model.encoder, encoder_input, level, x.std_scale)
 
     pred = model.predictor(enc_position.view(b, o, 3), enc_gestalt.view(b, o, -1), enc_priority.view(b, o),
-                           x.hidden, x.traces, x.noisy, x.generator, step_cell=gatel0rd.step)
+                           x.hidden, x.traces, x.noisy, x.generator, x.in_place_traces, gatel0rd.step)
     new_position, new_gestalt, new_priority = pred["position"], pred["gestalt"], pred["priority"]
 
     # the trunk run once for both decodes (occlusion-ordered and un-occluded), the heads by 4x4 cells
     maps = decoder.place(new_position)  # (B, O, h, w)
     both = torch.cat([prioritize(maps, new_priority), maps])  # (2B, O, h, w)
-    features = fast_decoder.features_of_maps(decoder, both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
     cells = (h // 4, w // 4)
-    mask_logits = fast_decoder.mask_cells(decoder, features[:b * o], level).view(b, o, *cells, 16)
-    rgb_logits, appearance = fast_decoder.rgb_cells(decoder, features, level).view(2, b, o, *cells, 3, 16)
+    with autocast(x.frame.device, x.precision):
+        features = fast_decoder.features_of_maps(decoder, both, new_gestalt.repeat(2, 1, 1))  # (2N, C, h, w)
+        mask_logits = fast_decoder.mask_cells(decoder, features[:b * o], level).view(b, o, *cells, 16)
+        rgb_logits, appearance = fast_decoder.rgb_cells(decoder, features, level).view(2, b, o, *cells, 3, 16)
 
     # the composite by cells too
     new_masks = torch.softmax(torch.cat([mask_logits, image_to_cells(x.background_logit)[..., 0, :]

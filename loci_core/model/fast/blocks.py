@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..nn.blocks import AggressiveConvTo1x1, AggressiveDownConv, AggressiveUpConv, ResidualBlock, channel_skip
+from ..nn.blocks import (
+    AggressiveConvTo1x1,
+    AggressiveDownConv,
+    AggressiveUpConv,
+    ResidualBlock,
+    as_computed,
+    channel_skip,
+)
 from .cache import derived
 
 
@@ -17,7 +24,7 @@ def residual(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
     """block(x); on 1x1 maps with 1x1 kernels as linear layers, which run much faster than convolutions (CPU)."""
     if x.shape[-2:] != (1, 1) or block.conv1.kernel_size != (1, 1):
         return block(x)
-    y = F.relu(x) if block.leading_relu else x
+    y = F.relu(as_computed(x)) if block.leading_relu else x
     y = F.relu(F.linear(y.flatten(1), block.conv1.weight.flatten(1), block.conv1.bias))
     y = F.linear(y, block.conv2.weight.flatten(1), block.conv2.bias)[..., None, None]
     return (block.scale(y) if block.scale is not None else y) + channel_skip(x, block.cout)
@@ -57,7 +64,7 @@ def up_cells(block: AggressiveUpConv, x: torch.Tensor) -> torch.Tensor:
     """block(x) by 4x4 cells, (N, h, w, cout, 16) (fast/layout.py). The whole sum is formed before the pixel
     shuffle, on the 16x smaller grid: alpha and the bias go into the sub-pixel convolution's weights, and the
     skip, the same channel average at all 16 sub-pixels, is added by broadcasting."""
-    y = F.relu(block.conv(F.relu(x)))
+    y = F.relu(block.conv(F.relu(as_computed(x))))
     weight, bias = derived(block, "subpixel", lambda: _subpixel(block), block.up.weight, block.up.bias,
                            block.scale.alpha)
     out = F.conv2d(y, weight, bias, padding=1).permute(0, 2, 3, 1).unflatten(-1, (block.cout, 16))

@@ -16,10 +16,10 @@ def _stacked_weights(cell: GateL0RDCell) -> tuple[torch.Tensor, torch.Tensor, to
     return gates, torch.cat([cell.b_g, cell.b_r]), outputs, torch.cat([cell.b_o, cell.b_p])
 
 
-def step(cell: GateL0RDCell, x: torch.Tensor, h: torch.Tensor, traces: tuple | None):
-    """cell(x, h, traces): the reference cell while gradients are recorded, else its two-product form."""
+def step(cell: GateL0RDCell, x: torch.Tensor, h: torch.Tensor, traces: tuple | None, in_place: bool = False):
+    """cell(x, h, traces, in_place): the reference cell while gradients are recorded, else its two-product form."""
     if torch.is_grad_enabled():
-        return cell(x, h, traces)
+        return cell(x, h, traces, in_place)
     gates, gate_bias, outputs, output_bias = derived(
         cell, "stacked", lambda: _stacked_weights(cell), *(p for _, p in cell.named_parameters()))
     g, r = torch.addmm(gate_bias, torch.cat([x, h], 1), gates.t()).split(cell.hidden, 1)

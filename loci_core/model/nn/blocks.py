@@ -33,6 +33,15 @@ def channel_skip(x: torch.Tensor, cout: int, dim: int = 1) -> torch.Tensor:
     return channel_skip(channel_skip(x, g, dim), cout, dim)
 
 
+def as_computed(x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype an autocast region gives a convolution (the same values it would see), or x. A ReLU of the
+    result before a convolution keeps one half-size tensor for backward, where a ReLU of x keeps x's float32
+    output beside the convolution's half-size copy of it (training under `train.precision: bfloat16`)."""
+    if x.requires_grad and torch.is_autocast_enabled(x.device.type):
+        return x.to(torch.get_autocast_dtype(x.device.type))
+    return x
+
+
 class Scale(nn.Module):
     """A learnable scalar multiplier (the residual-branch gate), initialised to `init`."""
 
@@ -60,7 +69,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x):
         """x (N, cin, h, w) -> (N, cout, h, w)."""
-        y = F.relu(x) if self.leading_relu else x
+        y = F.relu(as_computed(x)) if self.leading_relu else x
         return self.finish(self.conv1(y), channel_skip(x, self.cout))
 
     def finish(self, first: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -137,5 +146,5 @@ class AggressiveUpConv(nn.Module):
 
     def forward(self, x):
         """x (N, cin, h, w) -> (N, cout, 4h, 4w)."""
-        y = self.up(F.relu(self.conv(F.relu(x))))
+        y = self.up(F.relu(self.conv(F.relu(as_computed(x)))))
         return self.scale(y) + F.interpolate(channel_skip(x, self.cout), scale_factor=4, mode="nearest")

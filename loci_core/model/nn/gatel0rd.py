@@ -43,7 +43,7 @@ class _EligibilityGateL0RD(torch.autograd.Function):
     """h' of the cell, with gate/candidate weight gradients from eligibility traces."""
 
     @staticmethod
-    def forward(ctx, x, h, trace_g, trace_r, w_g, w_r, reg_lambda):
+    def forward(ctx, x, h, trace_g, trace_r, w_g, w_r, reg_lambda, in_place):
         # x (N, I), h (N, H) detached, traces (N, H, I + H + 1), w_g/w_r (H, I + H + 1)
         z = _stack_input(x, h)
         g = torch.relu(torch.tanh(z @ w_g.t()))  # (N, H)
@@ -53,23 +53,32 @@ class _EligibilityGateL0RD(torch.autograd.Function):
         dr = 1 - r * r
         delta = r - h
         keep = (1 - g).unsqueeze(2)  # (N, H, 1)
-        trace_g = torch.baddbmm(trace_g * keep, (dg * delta).unsqueeze(2), z.unsqueeze(1))
-        trace_r = torch.baddbmm(trace_r * keep, (dr * g).unsqueeze(2), z.unsqueeze(1))
+        if in_place:  # the caller gave the traces up: decay and add in their own memory (no 2 x 25 MB per layer)
+            trace_g.mul_(keep).baddbmm_((dg * delta).unsqueeze(2), z.unsqueeze(1))
+            trace_r.mul_(keep).baddbmm_((dr * g).unsqueeze(2), z.unsqueeze(1))
+            ctx.mark_dirty(trace_g, trace_r)
+        else:
+            trace_g = torch.baddbmm(trace_g * keep, (dg * delta).unsqueeze(2), z.unsqueeze(1))
+            trace_r = torch.baddbmm(trace_r * keep, (dr * g).unsqueeze(2), z.unsqueeze(1))
         ctx.save_for_backward(z, g, dg, dr, delta, trace_g, trace_r, w_g, w_r)
         ctx.reg_lambda = reg_lambda
         ctx.num_inputs = x.shape[1]
         ctx.mark_non_differentiable(trace_g, trace_r, g)
+        # the traces and g get no gradient: None in backward, not zeros as large as the traces made at each step
+        ctx.set_materialize_grads(False)
         return h_new, trace_g, trace_r, g
 
     @staticmethod
     def backward(ctx, grad_h, _grad_trace_g, _grad_trace_r, _grad_g):
         z, g, dg, dr, delta, trace_g, trace_r, w_g, w_r = ctx.saved_tensors
         lam, n_in = ctx.reg_lambda, ctx.num_inputs
+        if grad_h is None:
+            grad_h = torch.zeros_like(g)
         grad_w_g = torch.einsum("nj,nji->ji", grad_h, trace_g) + lam * dg.t() @ z
         grad_w_r = torch.einsum("nj,nji->ji", grad_h, trace_r)
         # one-step credit to the layer input only; the hidden state is detached
         grad_x = ((grad_h * delta + lam) * dg) @ w_g[:, :n_in] + (grad_h * g * dr) @ w_r[:, :n_in]
-        return grad_x, None, None, None, grad_w_g, grad_w_r, None
+        return grad_x, None, None, None, grad_w_g, grad_w_r, None, None
 
 
 class _GatePenalty(torch.autograd.Function):
@@ -124,10 +133,11 @@ class GateL0RDCell(nn.Module):
         shape = (n, self.hidden, self.num_inputs + self.hidden + 1)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor, traces: tuple | None):
+    def forward(self, x: torch.Tensor, h: torch.Tensor, traces: tuple | None, in_place: bool = False):
         """x (N, I), h (N, H), traces (E_g, E_r) or None -> y (N, O), h' (N, H), traces', openings.
 
-        Traces are updated only when gradients are being recorded (training); otherwise None."""
+        Traces are updated only when gradients are being recorded (training); otherwise None. `in_place`: the
+        caller will not read `traces` again, so traces' are the same tensors, updated (same values)."""
         w_g, w_r = self.gate_weights()
         if self.exact_bptt or not torch.is_grad_enabled():
             z = _stack_input(x, h)
@@ -141,7 +151,7 @@ class GateL0RDCell(nn.Module):
             if traces is None:
                 traces = self.empty_traces(x.shape[0], x.device)
             h_new, trace_g, trace_r, g = _EligibilityGateL0RD.apply(
-                x, h.detach(), traces[0], traces[1], w_g, w_r, self.reg_lambda)
+                x, h.detach(), traces[0], traces[1], w_g, w_r, self.reg_lambda, in_place)
             traces = (trace_g, trace_r)
         y = torch.sigmoid(x @ self.w_ox.t() + h_new @ self.w_oh.t() + self.b_o) \
             * torch.tanh(x @ self.w_px.t() + h_new @ self.w_ph.t() + self.b_p)

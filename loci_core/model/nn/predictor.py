@@ -49,13 +49,13 @@ class _Layer(nn.Module):
         self.cell = GateL0RDCell(width, width, width, p.reg_lambda, exact_bptt=p.exact_bptt)
         self.cell_scale = Scale(cfg.branch_init)
 
-    def forward(self, x, hidden, traces, step_cell=None):
-        """x (B, O, W), hidden (B*O, W) -> x, hidden, traces, gate openings. `step_cell(cell, x, h, traces)`,
-        if given, runs the cell in place of `cell(x, h, traces)` (model/fast/gatel0rd.py)."""
+    def forward(self, x, hidden, traces, in_place_traces: bool = False, step_cell=None):
+        """x (B, O, W), hidden (B*O, W) -> x, hidden, traces, gate openings. `step_cell(cell, x, h, traces,
+        in_place)`, if given, runs the cell in place of `cell(x, h, traces, in_place)` (model/fast/gatel0rd.py)."""
         b, o, w = x.shape
         x = x + self.attention_scale(self.attention(x, x, x, need_weights=False)[0])
         y, hidden, traces, openings = (step_cell or GateL0RDCell.__call__)(self.cell, x.reshape(b * o, w), hidden,
-                                                                           traces)
+                                                                           traces, in_place_traces)
         return x + self.cell_scale(y).view(b, o, w), hidden, traces, openings
 
 
@@ -80,16 +80,18 @@ class Predictor(nn.Module):
     def initial_hidden(self, n: int, device) -> list[torch.Tensor]:
         return [torch.zeros(n, self.width, device=device) for _ in self.layers]
 
-    def forward(self, position, gestalt, priority, hidden, traces, noisy: bool, generator=None, step_cell=None):
+    def forward(self, position, gestalt, priority, hidden, traces, noisy: bool, generator=None,
+                in_place_traces: bool = False, step_cell=None):
         """position (B, O, 3), gestalt (B, O, G), priority (B, O) in [-1, 1] (encoder estimates),
-        hidden: per layer (B*O, W), traces: per layer or None, step_cell: see _Layer
+        hidden: per layer (B*O, W), traces: per layer or None (`in_place_traces`: updated in their own memory),
+        step_cell: see _Layer
         -> dict(position, gestalt, priority, snitch, snitch_weights, hidden, traces, openings)."""
         b, o, _ = position.shape
         x = torch.cat([position, gestalt, priority.unsqueeze(-1)], dim=-1)  # (B, O, D)
         x = x.repeat(1, 1, self.heads) + self.embed(x)  # (B, O, W)
         new_hidden, new_traces, openings = [], [], []
         for layer, h, t in zip(self.layers, hidden, traces):
-            x, h, t, opened = layer(x, h, t, step_cell)
+            x, h, t, opened = layer(x, h, t, in_place_traces, step_cell)
             new_hidden.append(h)
             new_traces.append(t)
             openings.append(opened)
