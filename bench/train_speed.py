@@ -76,11 +76,11 @@ def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict
         from loci_core.training.optim import LociOptimisers
     except ImportError:  # a checkout from before loci_core was regrouped into packages
         from loci_core.losses import loci_loss
-        from loci_core.nn import gatel0rd
         from loci_core.optim import LociOptimisers
         from loci_core.schedules import ramps_at
 
         from loci_core.model import Loci
+        from loci_core.nn import gatel0rd
 
     keep_freed_memory()
     device = torch.device("cpu")
