@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import inspect
 import json
 import os
@@ -61,6 +62,17 @@ def _timed(cls, name: str, totals: dict) -> None:
     setattr(cls, name, staticmethod(wrapper))
 
 
+def _from_either(module: str, old_module: str, name: str | None = None):
+    """`module` (or `name` from it) in this layout, or `old_module` in a checkout from before
+    loci_core was regrouped into packages. Imported by name so that the import sorter does not
+    judge the old paths by the files of this checkout."""
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        found = importlib.import_module(old_module)
+    return found if name is None else getattr(found, name)
+
+
 def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict:
     """One `split` measurement (inside a worker process whose sys.path starts with `code`)."""
     import torch
@@ -68,19 +80,11 @@ def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict
     from loci_core.allocator import keep_freed_memory
     from loci_core.config import load_config
 
-    try:
-        from loci_core.model.loci import Loci
-        from loci_core.model.nn import gatel0rd
-        from loci_core.model.schedules import ramps_at
-        from loci_core.training.losses import loci_loss
-        from loci_core.training.optim import LociOptimisers
-    except ImportError:  # a checkout from before loci_core was regrouped into packages
-        from loci_core.losses import loci_loss
-        from loci_core.optim import LociOptimisers
-        from loci_core.schedules import ramps_at
-
-        from loci_core.model import Loci
-        from loci_core.nn import gatel0rd
+    Loci = _from_either("loci_core.model.loci", "loci_core.model", "Loci")
+    gatel0rd = _from_either("loci_core.model.nn.gatel0rd", "loci_core.nn.gatel0rd")
+    ramps_at = _from_either("loci_core.model.schedules", "loci_core.schedules", "ramps_at")
+    loci_loss = _from_either("loci_core.training.losses", "loci_core.losses", "loci_loss")
+    LociOptimisers = _from_either("loci_core.training.optim", "loci_core.optim", "LociOptimisers")
 
     keep_freed_memory()
     device = torch.device("cpu")
@@ -91,8 +95,7 @@ def split(code: Path, config: str, batch: int, level: int, updates: int) -> dict
     optimisers = LociOptimisers(model, cfg.train)
     options = {}
     if "consume_state" in inspect.signature(model.step).parameters:  # the training options of this checkout
-        from loci_core.model.precision import training_dtype
-
+        training_dtype = _from_either("loci_core.model.precision", "loci_core.precision", "training_dtype")
         options = dict(precision=training_dtype(cfg.train.precision, device), consume_state=True)
     h, w = model.resolution
     generator = torch.Generator().manual_seed(0)
