@@ -142,6 +142,19 @@ def test_resume_refuses_other_settings_but_extends_with_updates(tiny_run, tmp_pa
     assert load_checkpoint(latest_checkpoint(run))["global_step"] == UPDATES + 1
 
 
+def test_resume_may_change_the_precision_and_keeps_it(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert load_checkpoint(latest_checkpoint(run))["config"]["train"]["precision"] == "float32"
+    assert main(["train", "--resume", str(run), "--precision", "bfloat16", "--updates", str(UPDATES + 1),
+                 "--no-progress"]) == 0
+    assert load_checkpoint(latest_checkpoint(run))["config"]["train"]["precision"] == "bfloat16"
+    # a later resume without the option goes on in the precision the run last trained in
+    assert main(["train", "--resume", str(run), "--updates", str(UPDATES + 2), "--no-progress"]) == 0
+    last = load_checkpoint(latest_checkpoint(run))
+    assert last["global_step"] == UPDATES + 2 and last["config"]["train"]["precision"] == "bfloat16"
+
+
 def test_resume_refuses_data_of_another_size_unless_resized(tiny_run, tmp_path, capsys):
     other = tmp_path / "other"
     assert main(["generate", "--out", str(other), "--videos", "4", "--frames", "10", "--size", "64x36",

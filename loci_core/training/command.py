@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from ..config import ConfigError, config_from_dict, load_config, save_config
+from ..config import PRECISIONS, ConfigError, config_from_dict, load_config, save_config
 from ..data.sources import add_footage_arguments, data_options
 from ..device import DeviceError, add_device_argument
 from ..model.checkpoint import CheckpointError, load_checkpoint
@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (runs/<config>[-stage<N>])")
     add_device_argument(p)
     p.add_argument("--updates", type=_positive_int, metavar="N", help="stage length (overrides train.updates)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="override train.precision; also on --resume, where it changes the arithmetic from the "
+                        "next update on, not the model (e.g. a run moved to a CPU with native bfloat16)")
     p.add_argument("--max-minutes", type=float, metavar="M",
                    help="time box: after M minutes of training, write a checkpoint and end (exit 0); "
                         "continue later with --resume")
@@ -61,6 +64,13 @@ def register(subparsers) -> None:
                    help="on --resume: accept --data whose videos have another size than the run's data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _apply_overrides(cfg, args) -> None:
+    if args.updates is not None:
+        cfg.train.updates = args.updates
+    if args.precision is not None:
+        cfg.train.precision = args.precision
 
 
 def _resumed_trainer(args, ddp: Dist, device) -> Trainer:
@@ -76,8 +86,7 @@ def _resumed_trainer(args, ddp: Dist, device) -> Trainer:
     ts = ckpt.get("train_state") or {}
     data = args.data or (Path(ts["data"]) if "data" in ts else None)
     split = ts.get("split", args.split)
-    if args.updates is not None:
-        cfg.train.updates = args.updates
+    _apply_overrides(cfg, args)
     if data is None:
         raise TrainError("--data is required")
     problem = resume_data_problem(latest, ts, cfg.resolution, data, split, args.resize)
@@ -96,8 +105,7 @@ def _new_trainer(args, ddp: Dist, device) -> Trainer:
     if args.config is None or args.data is None:
         raise TrainError("--config and --data are required (or --resume RUN_DIR)")
     cfg = load_config(args.config, stage=args.stage)
-    if args.updates is not None:
-        cfg.train.updates = args.updates
+    _apply_overrides(cfg, args)
     name = args.config.stem + (f"-stage{args.stage}" if args.stage is not None else "")
     run = RunDir(args.out or Path("runs") / name)
     problem = earlier_run_problem(run)

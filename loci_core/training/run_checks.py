@@ -14,8 +14,9 @@ from pathlib import Path
 from ..config import LociConfig, config_differences, load_config
 from .run_dir import RunDir
 
-RESUME_MAY_CHANGE = ("train.updates",)
-"""settings `--resume` may change: `--updates` is how a finished run is extended"""
+RESUME_MAY_CHANGE = ("train.updates", "train.precision")
+"""settings `--resume` may change: `--updates` is how a finished run is extended, `--precision` how it moves
+to hardware with other arithmetic"""
 
 
 def earlier_run_problem(run: RunDir) -> str | None:
