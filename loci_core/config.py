@@ -168,8 +168,8 @@ class TrainConfig:
     lr_final_factor: float = 0.0
     precision: str = "float32"
     """arithmetic of the encoder's and decoder's convolutions in training: 'float32', 'bfloat16' (autocast; the
-    residual streams, predictor, slot initialiser, losses and optimisers stay float32) or 'auto' (bfloat16 on a
-    CPU with native bfloat16 arithmetic, AMX or AVX512-BF16, else float32)"""
+    residual streams, predictor, slot initialiser, losses and optimisers stay float32) or 'auto' (bfloat16 where the
+    hardware has it natively: a CPU with AMX or AVX512-BF16, a CUDA GPU from Ampere on; else float32)"""
     betas: tuple[float, float] = (0.9, 0.999)
     slot_init_betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-16

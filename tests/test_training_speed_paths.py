@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from loci_core.config import load_config
 from loci_core.model.loci import Loci
-from loci_core.model.precision import cpu_has_native_bf16, training_dtype
+from loci_core.model.precision import cpu_has_native_bf16, cuda_has_bf16, training_dtype
 from loci_core.model.schedules import ramps_at
 from loci_core.training.losses import loci_loss
 from loci_core.training.optim import LociOptimisers, parameter_groups
@@ -119,7 +119,9 @@ def test_precision_setting():
     assert training_dtype("float32", cpu) is None
     assert training_dtype("bfloat16", cpu) is torch.bfloat16
     assert training_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_native_bf16() else None)
-    assert training_dtype("auto", torch.device("cuda")) is None
+    cuda = torch.device("cuda")
+    assert training_dtype("auto", cuda) is (torch.bfloat16 if cuda_has_bf16(cuda) else None)
+    assert training_dtype("float32", cuda) is None
 
 
 def test_precision_is_checked(repo_root, tmp_path):
