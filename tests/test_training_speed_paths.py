@@ -2,6 +2,7 @@
 
 - in-place eligibility traces (`Loci.step(consume_state=True)`, as `loci train` steps): exact, so several
   updates must give the same weights to float tolerance, and the traces must stay in the same memory;
+- multi-tensor optimiser steps (`LociOptimisers(foreach=True)`): the same update up to float rounding;
 - bfloat16 convolutions (`train.precision`): not exact; one update's losses must agree to 1 % and its gradient to
   a cosine similarity of 0.99 in every optimiser group; tests/test_model_learns.py checks that it still learns.
 """
@@ -48,10 +49,10 @@ def setup(repo_root):
     return cfg, model, frames, background
 
 
-def _train(cfg, model, frames, background, updates: int, **options):
+def _train(cfg, model, frames, background, updates: int, foreach: bool = True, **options):
     """`updates` training updates from a fresh state, as loci train makes them; -> (model, last state, losses)."""
     model = copy.deepcopy(model)
-    optimisers = LociOptimisers(model, cfg.train)
+    optimisers = LociOptimisers(model, cfg.train, foreach=foreach)
     generator = torch.Generator().manual_seed(2)
     state, losses, step = model.initial_state(B), [], cfg.train.entity_pretraining_steps + 1
     trace_memory = []
@@ -80,6 +81,21 @@ def test_in_place_traces_give_the_same_weights(setup):
     assert plain_losses[-1]["total"] == pytest.approx(fast_losses[-1]["total"], rel=1e-6)
     assert all(m == fast_memory[0] for m in fast_memory)  # updated where they are
     assert plain_memory[1] != plain_memory[2]  # (the plain path makes new ones)
+
+
+def test_multi_tensor_optimisers_give_the_same_weights(setup):
+    cfg, model, frames, background = setup
+    looped, _, _, _ = _train(cfg, model, frames, background, 6, foreach=False)
+    multi, _, _, _ = _train(cfg, model, frames, background, 6, foreach=True)
+    moved = 0
+    for (name, a), b, start in zip(looped.named_parameters(), multi.parameters(), model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+        moved += not torch.equal(a, start)
+    assert moved > len(list(model.parameters())) // 2  # the comparison is over weights that trained
+
+    resumed = LociOptimisers(model, cfg.train)  # a state saved by a looping run resumes multi-tensor
+    resumed.load_state_dict(LociOptimisers(model, cfg.train, foreach=False).state_dict())
+    assert all(g["foreach"] for o in (resumed.slot_init, resumed.main, resumed.background) for g in o.param_groups)
 
 
 def test_bfloat16_update_matches_float32(setup):
