@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from loci_core.config import load_config
 from loci_core.model.loci import Loci
-from loci_core.model.precision import cpu_has_native_bf16, cuda_has_bf16, training_dtype
+from loci_core.model.precision import cpu_has_native_bf16, training_dtype
 from loci_core.model.schedules import ramps_at
 from loci_core.training.losses import loci_loss
 from loci_core.training.optim import LociOptimisers, parameter_groups
@@ -135,9 +135,17 @@ def test_precision_setting():
     assert training_dtype("float32", cpu) is None
     assert training_dtype("bfloat16", cpu) is torch.bfloat16
     assert training_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_native_bf16() else None)
+
+
+@pytest.mark.parametrize("capability, expected", [((8, 0), torch.bfloat16), ((7, 5), None)])
+def test_auto_precision_on_a_gpu(monkeypatch, capability, expected):
+    # the rule for a GPU, checked without one: bfloat16 from Ampere (compute capability 8) on
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     cuda = torch.device("cuda")
-    assert training_dtype("auto", cuda) is (torch.bfloat16 if cuda_has_bf16(cuda) else None)
+    assert training_dtype("auto", cuda) is expected
     assert training_dtype("float32", cuda) is None
+    assert training_dtype("bfloat16", cuda) is torch.bfloat16
 
 
 def test_precision_is_checked(repo_root, tmp_path):
